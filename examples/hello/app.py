@@ -1,0 +1,67 @@
+"""The example app: says which release answers, and one variable of its environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self, status: int, body: dict[str, object]) -> None:
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/health":
+            self._reply(200, {"status": "ok"})
+            return
+        self._reply(
+            200,
+            {
+                "app": os.environ.get("APP"),
+                "release": os.environ.get("RELEASE"),
+                "build": os.environ.get("BUILD"),
+                "greeting": os.environ.get("GREETING"),
+                "FOO": os.environ.get("FOO"),
+                "pid": os.getpid(),
+            },
+        )
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self._reply(200, {"release": os.environ.get("RELEASE"), "received": len(body)})
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stdout.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
+
+
+def main() -> None:
+    # BOOT_DELAY_MS simulates an app that takes time to boot (used by the benchmarks).
+    time.sleep(int(os.environ.get("BOOT_DELAY_MS", "0")) / 1000)
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "5000"))), Handler)
+    server.daemon_threads = True
+
+    def stop(*_: object) -> None:
+        # Finish requests in flight, then exit: shutdown() must run off the serving thread.
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"hello listening on {server.server_address[1]} as {os.environ.get('RELEASE')}")
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The FastAPI application of a rack."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import shipmate
+from shipmate.api import errors
+from shipmate.api.routes import router
+from shipmate.services.context import Context
+
+
+def create_api(ctx: Context, token: str) -> FastAPI:
+    api = FastAPI(
+        title="shipmate",
+        version=shipmate.__version__,
+        description="Builds, immutable releases, rolling promotions and rollbacks.",
+    )
+    api.state.ctx = ctx
+    api.state.token = token
+    errors.install(api)
+    api.include_router(router)
+
+    @api.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api

@@ -1,0 +1,283 @@
+"""HTTP routes: a thin layer over the use cases in shipmate.services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+import shipmate
+from shipmate.api.auth import require_token
+from shipmate.api.schemas import (
+    AppCreate,
+    AppOut,
+    BuildOut,
+    EnvChangeIn,
+    EnvChangeOut,
+    EnvOut,
+    EventOut,
+    ProcessOut,
+    PromoteIn,
+    PromotionOut,
+    RackOut,
+    ReleaseOut,
+    StartedOut,
+)
+from shipmate.domain.humanize import utcnow
+from shipmate.domain.ids import validate_app_name
+from shipmate.services import apps, builds, environment, promotions, releases
+from shipmate.services.context import Context
+from shipmate.structs import App
+
+router = APIRouter(dependencies=[Depends(require_token)])
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(context)]
+
+
+def existing_app(app: str, ctx: Ctx) -> App:
+    validate_app_name(app)
+    return apps.get_app(ctx, app)
+
+
+AppDep = Annotated[App, Depends(existing_app)]
+
+
+def _routes(ctx: Context, app: App) -> dict[str, str]:
+    if app.release_id is None or not ctx.router_url:
+        return {}
+    release, _ = releases.get_release(ctx, app.name, app.release_id)
+    if release.manifest is None:
+        return {}
+    manifest = promotions.manifest_of(release)
+    scheme, _, hostport = ctx.router_url.partition("://")
+    port = hostport.rpartition(":")[2]
+    return {
+        s.name: f"{scheme}://{s.name}.{app.name}.localhost:{port}"
+        for s in manifest.services
+        if s.port is not None
+    }
+
+
+# rack
+@router.get("/rack", response_model=RackOut, tags=["rack"])
+async def rack(ctx: Ctx) -> RackOut:
+    return RackOut(
+        name=ctx.settings.home.name or "shipmate",
+        provider=ctx.runtime.name,
+        router=ctx.router_url,
+        status="running",
+        version=shipmate.__version__,
+    )
+
+
+# apps
+@router.get("/apps", response_model=list[AppOut], tags=["apps"])
+async def list_apps(ctx: Ctx) -> list[AppOut]:
+    return [AppOut.of(a) for a in apps.list_apps(ctx)]
+
+
+@router.post("/apps", response_model=AppOut, status_code=201, tags=["apps"])
+async def create_app(body: AppCreate, ctx: Ctx) -> AppOut:
+    return AppOut.of(apps.create_app(ctx, body.name))
+
+
+@router.get("/apps/{app}", response_model=AppOut, tags=["apps"])
+async def app_info(app: AppDep, ctx: Ctx) -> AppOut:
+    return AppOut.of(app, _routes(ctx, app))
+
+
+@router.delete("/apps/{app}", status_code=204, tags=["apps"])
+async def delete_app(app: AppDep, ctx: Ctx) -> Response:
+    await apps.delete_app(ctx, app.name)
+    return Response(status_code=204)
+
+
+# builds
+@router.post(
+    "/apps/{app}/builds",
+    response_model=BuildOut,
+    status_code=201,
+    tags=["builds"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def create_build(app: AppDep, request: Request, ctx: Ctx, description: str = "") -> BuildOut:
+    upload = await builds.receive_upload(ctx, app.name, request.stream())
+    build = builds.create_build(ctx, app.name, upload, description)
+    ctx.spawn(builds.run_build(ctx, build))
+    return BuildOut.of(build)
+
+
+@router.get("/apps/{app}/builds", response_model=list[BuildOut], tags=["builds"])
+async def list_builds(
+    app: AppDep, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> list[BuildOut]:
+    return [BuildOut.of(b) for b in builds.list_builds(ctx, app.name, limit)]
+
+
+@router.get("/apps/{app}/builds/{build_id}", response_model=BuildOut, tags=["builds"])
+async def build_info(app: AppDep, build_id: str, ctx: Ctx) -> BuildOut:
+    return BuildOut.of(builds.get_build(ctx, app.name, build_id))
+
+
+@router.get(
+    "/apps/{app}/builds/{build_id}/logs", response_class=EventSourceResponse, tags=["builds"]
+)
+async def build_logs(
+    app: AppDep, build_id: str, request: Request, ctx: Ctx, follow: bool = True
+) -> AsyncIterable[ServerSentEvent]:
+    builds.get_build(ctx, app.name, build_id)
+    async for line in builds.follow_log(ctx, app.name, build_id, follow, request.is_disconnected):
+        yield ServerSentEvent(data=line, event="line")
+    final = builds.get_build(ctx, app.name, build_id)
+    yield ServerSentEvent(data=BuildOut.of(final).model_dump(mode="json"), event="build")
+
+
+# environment
+@router.get("/apps/{app}/environment", response_model=EnvOut, tags=["environment"])
+async def get_env(app: AppDep, ctx: Ctx) -> EnvOut:
+    return EnvOut(env=environment.get_env(ctx, app.name))
+
+
+@router.post("/apps/{app}/environment", response_model=EnvChangeOut, tags=["environment"])
+async def change_env(app: AppDep, body: EnvChangeIn, ctx: Ctx) -> EnvChangeOut:
+    change = environment.change_env(ctx, app.name, body.set, body.unset, body.replace)
+    release = ReleaseOut.of(change.release, active=False) if change.release else None
+    return EnvChangeOut(env=change.env, release=release)
+
+
+# releases
+@router.get("/apps/{app}/releases", response_model=list[ReleaseOut], tags=["releases"])
+async def list_releases(
+    app: AppDep, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=10000)] = 20
+) -> list[ReleaseOut]:
+    return [
+        ReleaseOut.of(r, active=r.id == app.release_id)
+        for r in releases.list_releases(ctx, app.name, limit)
+    ]
+
+
+@router.get("/apps/{app}/releases/{release_id}", response_model=ReleaseOut, tags=["releases"])
+async def release_info(app: AppDep, release_id: str, ctx: Ctx) -> ReleaseOut:
+    release, promotions = releases.get_release(ctx, app.name, release_id)
+    return ReleaseOut.of(release, active=release.id == app.release_id, promotions=promotions)
+
+
+@router.get(
+    "/apps/{app}/releases/{release_id}/manifest",
+    response_class=Response,
+    responses={200: {"content": {"text/yaml": {"schema": {"type": "string"}}}}},
+    tags=["releases"],
+)
+async def release_manifest(app: AppDep, release_id: str, ctx: Ctx) -> Response:
+    release, _ = releases.get_release(ctx, app.name, release_id)
+    return Response(release.manifest or "", media_type="text/yaml")
+
+
+@router.post(
+    "/apps/{app}/releases/{release_id}/promote",
+    response_model=StartedOut,
+    status_code=202,
+    tags=["releases"],
+)
+async def promote(app: AppDep, release_id: str, body: PromoteIn, ctx: Ctx) -> StartedOut:
+    started = releases.promote(ctx, app.name, release_id, body.wait)
+    return StartedOut(
+        release=ReleaseOut.of(started.release, active=False),
+        promotion=PromotionOut.of(started.promotion),
+    )
+
+
+@router.post(
+    "/apps/{app}/releases/{release_id}/rollback",
+    response_model=StartedOut,
+    status_code=202,
+    tags=["releases"],
+)
+async def rollback(app: AppDep, release_id: str, body: PromoteIn, ctx: Ctx) -> StartedOut:
+    started = releases.rollback(ctx, app.name, release_id, body.wait)
+    return StartedOut(
+        release=ReleaseOut.of(started.release, active=False),
+        promotion=PromotionOut.of(started.promotion),
+    )
+
+
+@router.get("/apps/{app}/promotions/{promotion_id}", response_model=PromotionOut, tags=["releases"])
+async def promotion_info(app: AppDep, promotion_id: str, ctx: Ctx) -> PromotionOut:
+    with ctx.store.transaction() as tx:
+        return PromotionOut.of(tx.get_promotion(app.name, promotion_id))
+
+
+@router.get(
+    "/apps/{app}/promotions/{promotion_id}/events",
+    response_class=EventSourceResponse,
+    tags=["releases"],
+)
+async def promotion_events(
+    app: AppDep, promotion_id: str, request: Request, ctx: Ctx
+) -> AsyncIterable[ServerSentEvent]:
+    """The promotion's events as they happen, then the finished promotion."""
+    with ctx.store.transaction() as tx:
+        tx.get_promotion(app.name, promotion_id)
+    last = 0
+    while True:
+        with ctx.store.transaction() as tx:
+            promotion = tx.get_promotion(app.name, promotion_id)
+            events = tx.events(app.name, after_id=last, promotion_id=promotion_id)
+        for event in events:
+            last = event.id
+            yield ServerSentEvent(data=EventOut.of(event).model_dump(), event="event")
+        if promotion.finished_at is not None and not events:
+            yield ServerSentEvent(
+                data=PromotionOut.of(promotion).model_dump(mode="json"), event="done"
+            )
+            return
+        if await request.is_disconnected():
+            return
+        if not events:
+            await ctx.notifier.wait(0.5)
+
+
+# processes and logs
+@router.get("/apps/{app}/processes", response_model=list[ProcessOut], tags=["processes"])
+async def processes(app: AppDep, ctx: Ctx) -> list[ProcessOut]:
+    found = await ctx.runtime.processes(app.name)
+    return [ProcessOut.of(p) for p in sorted(found, key=lambda p: p.started_at, reverse=True)]
+
+
+@router.get("/apps/{app}/logs", response_class=EventSourceResponse, tags=["logs"])
+async def logs(
+    app: AppDep,
+    request: Request,
+    ctx: Ctx,
+    since: Annotated[float | None, Query(ge=0, description="seconds back")] = None,
+    follow: bool = True,
+) -> AsyncIterable[ServerSentEvent]:
+    """Platform events of the app, oldest first, then new ones as they happen."""
+    start = utcnow() - timedelta(seconds=since) if since is not None else None
+    last = 0
+    while True:
+        with ctx.store.transaction() as tx:
+            events = tx.events(app.name, after_id=last, since=start)
+        for event in events:
+            last = event.id
+            yield ServerSentEvent(data=EventOut.of(event).model_dump(), event="event")
+        if not follow and not events:
+            return
+        if await request.is_disconnected():
+            return
+        if not events:
+            await ctx.notifier.wait(1.0)

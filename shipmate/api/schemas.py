@@ -1,0 +1,196 @@
+"""JSON shapes of the API (and of the CLI's --json output)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from shipmate.domain.humanize import rfc3339
+from shipmate.runtimes.base import ProcessInfo
+from shipmate.structs import App, Build, Event, Promotion, Release
+
+
+class RackOut(BaseModel):
+    name: str
+    provider: str
+    router: str
+    status: str
+    version: str
+
+
+class AppCreate(BaseModel):
+    name: str
+
+
+class AppOut(BaseModel):
+    name: str
+    status: str
+    release: str | None
+    created: datetime
+    router: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, app: App, router: dict[str, str] | None = None) -> AppOut:
+        return cls(
+            name=app.name,
+            status=app.status,
+            release=app.release_id,
+            created=app.created_at,
+            router=router or {},
+        )
+
+
+class BuildOut(BaseModel):
+    id: str
+    app: str
+    status: str
+    description: str
+    release: str | None
+    error: str | None
+    created: datetime
+    started: datetime | None
+    ended: datetime | None
+    manifest: str | None
+
+    @classmethod
+    def of(cls, build: Build) -> BuildOut:
+        return cls(
+            id=build.id,
+            app=build.app,
+            status=build.status,
+            description=build.description,
+            release=build.release_id,
+            error=build.error,
+            created=build.created_at,
+            started=build.started_at,
+            ended=build.ended_at,
+            manifest=build.manifest,
+        )
+
+
+class PromotionOut(BaseModel):
+    id: str
+    app: str
+    release: str
+    previous_release: str | None
+    kind: str
+    state: str
+    history: list[str]
+    reason: str | None
+    created: datetime
+    finished: datetime | None
+    succeeded: bool
+
+    @classmethod
+    def of(cls, p: Promotion) -> PromotionOut:
+        return cls(
+            id=p.id,
+            app=p.app,
+            release=p.release_id,
+            previous_release=p.previous_release_id,
+            kind=p.kind,
+            state=p.state,
+            history=p.history,
+            reason=p.reason,
+            created=p.created_at,
+            finished=p.finished_at,
+            succeeded=p.finished_at is not None and p.state == "Running",
+        )
+
+
+class ReleaseOut(BaseModel):
+    id: str
+    app: str
+    number: int
+    build: str | None
+    env: dict[str, str]
+    description: str
+    copied_from: str | None
+    created: datetime
+    active: bool
+    promotions: list[PromotionOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, r: Release, active: bool, promotions: list[Promotion] | None = None) -> ReleaseOut:
+        return cls(
+            id=r.id,
+            app=r.app,
+            number=r.number,
+            build=r.build_id,
+            env=r.env,
+            description=r.description,
+            copied_from=r.copied_from,
+            created=r.created_at,
+            active=active,
+            promotions=[PromotionOut.of(p) for p in promotions or []],
+        )
+
+
+class EnvOut(BaseModel):
+    env: dict[str, str]
+
+
+class EnvChangeIn(BaseModel):
+    set: list[str] = Field(default_factory=list, description="KEY=value assignments")
+    unset: list[str] = Field(default_factory=list)
+    replace: bool = False
+
+
+class EnvChangeOut(BaseModel):
+    env: dict[str, str]
+    release: ReleaseOut | None
+
+
+class PromoteIn(BaseModel):
+    wait: float | None = Field(default=None, gt=0, description="deadline in seconds")
+
+
+class StartedOut(BaseModel):
+    release: ReleaseOut
+    promotion: PromotionOut
+
+
+class EventOut(BaseModel):
+    id: int
+    time: str
+    source: str
+    message: str
+    promotion: str | None
+    line: str
+
+    @classmethod
+    def of(cls, e: Event) -> EventOut:
+        time = rfc3339(e.created_at)
+        return cls(
+            id=e.id,
+            time=time,
+            source=e.source,
+            message=e.message,
+            promotion=e.promotion_id,
+            line=f"{time} {e.source} {e.message}",
+        )
+
+
+class ProcessOut(BaseModel):
+    id: str
+    service: str
+    status: str
+    release: str
+    started: datetime
+    command: str
+    pid: int | None
+    port: int | None
+
+    @classmethod
+    def of(cls, p: ProcessInfo) -> ProcessOut:
+        return cls(
+            id=p.id,
+            service=p.service,
+            status=p.status,
+            release=p.release_id,
+            started=p.started_at,
+            command=p.command,
+            pid=p.pid,
+            port=p.port,
+        )

@@ -1,0 +1,162 @@
+"""Python build step: install an app's dependencies into a virtualenv inside its source.
+
+The virtualenv lives at `<src>/.venv` so a build directory is self-contained: the runtime
+puts `venv_bin(src)` first on PATH and every release of the build sees the same packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from shipmate.builder.errors import BuildFailed
+
+__all__ = ["build_python", "needs_virtualenv", "venv_bin"]
+
+VENV_DIR = ".venv"
+PIP_FLAGS = ("--disable-pip-version-check", "--no-input", "--progress-bar", "off")
+
+
+def needs_virtualenv(src: Path) -> bool:
+    """Whether the source declares Python dependencies at its root."""
+    return (src / "requirements.txt").is_file() or (src / "pyproject.toml").is_file()
+
+
+def venv_bin(src: Path) -> Path | None:
+    """The virtualenv's bin directory, if the build created one."""
+    bin_dir = src / VENV_DIR / "bin"
+    return bin_dir if bin_dir.is_dir() else None
+
+
+def build_python(
+    src: Path,
+    log: Callable[[str], None],
+    python: str = sys.executable,
+    timeout: float = 1800,
+) -> None:
+    """Create `src/.venv` and pip-install the app's requirements, streaming output to `log`.
+
+    Raises BuildFailed when a step exits non-zero or the whole build exceeds `timeout`.
+    """
+    src = Path(src)
+    if not needs_virtualenv(src):
+        log("No requirements.txt or pyproject.toml: nothing to install")
+        return
+
+    deadline = time.monotonic() + timeout
+    venv = src / VENV_DIR
+    if venv.is_symlink() or venv.exists():
+        # The CLI never uploads .venv, but an upload through the API could carry one built
+        # for another machine (or planted): start from scratch.
+        log(f"Removing uploaded {VENV_DIR}")
+        if venv.is_dir() and not venv.is_symlink():
+            shutil.rmtree(venv)
+        else:
+            venv.unlink()
+
+    env = _build_env(venv)
+    log(f"Creating virtualenv {VENV_DIR}")
+    code = _stream(
+        [python, "-m", "venv", VENV_DIR], "python -m venv .venv", src, env, log, deadline, timeout
+    )
+    if code != 0:
+        raise BuildFailed(
+            f"creating the virtualenv failed with exit code {code}; see the build log"
+        )
+
+    # `python -m pip` rather than `.venv/bin/pip`: the pip script's shebang holds the full
+    # venv path, which breaks past the kernel's shebang length limit on deep build paths.
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", *PIP_FLAGS]
+    if (src / "requirements.txt").is_file():
+        log("Installing requirements.txt")
+        args = ["-r", "requirements.txt"]
+    else:
+        log("Installing pyproject.toml (pip install .)")
+        args = ["."]
+    shown = " ".join([".venv/bin/python -m pip install", *PIP_FLAGS, *args])
+    code = _stream([*pip, *args], shown, src, env, log, deadline, timeout)
+    if code != 0:
+        raise BuildFailed(f"pip install failed with exit code {code}; see the build log")
+    log("Dependencies installed")
+
+
+def _build_env(venv: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # The rack's own interpreter settings must not leak into the app's install.
+    for key in ("PYTHONHOME", "PYTHONPATH", "PIP_USER", "PIP_REQUIRE_VIRTUALENV"):
+        env.pop(key, None)
+    env["VIRTUAL_ENV"] = str(venv.resolve())
+    env["PYTHONUNBUFFERED"] = "1"  # so pip's lines reach the log as they are printed
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def _stream(
+    command: Sequence[str],
+    shown: str,
+    cwd: Path,
+    env: dict[str, str],
+    log: Callable[[str], None],
+    deadline: float,
+    timeout: float,
+) -> int:
+    """Run `command`, passing each output line to `log` as it arrives; return the exit code.
+
+    `shown` is the command as the log displays it: relative to the build, without the
+    rack's own paths.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise BuildFailed(f"build timed out after {timeout:g} seconds")
+    log("$ " + shown)
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # Own process group, so a timeout kills pip's children (compilers, build backends)
+        # along with it.
+        start_new_session=True,
+    )
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        _kill_group(proc)
+
+    # readline() blocks, so the deadline is enforced from a timer thread: killing the group
+    # closes the pipe, which ends the read loop below.
+    timer = threading.Timer(remaining, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            log(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            # `log` raised (e.g. the client went away): don't leave pip running.
+            _kill_group(proc)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if timed_out.is_set():
+        raise BuildFailed(f"build timed out after {timeout:g} seconds")
+    return code
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)

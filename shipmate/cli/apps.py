@@ -1,0 +1,68 @@
+"""`shipmate apps ...`."""
+
+from __future__ import annotations
+
+import click
+
+from shipmate.cli.common import app_name, app_option, client, json_option
+from shipmate.cli.output import keyvalues, print_json, table
+
+
+@click.group("apps", invoke_without_command=True)
+@json_option
+@click.pass_context
+def apps(ctx: click.Context, as_json: bool) -> None:
+    """List apps; subcommands create, inspect and delete them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = client().get("/apps")
+    if as_json:
+        print_json(found)
+        return
+    table(
+        ["app", "status", "release"], [[a["name"], a["status"], a["release"] or ""] for a in found]
+    )
+
+
+@apps.command("create")
+@click.argument("name", required=False)
+@app_option
+def create(name: str | None, app: str | None) -> None:
+    """Create an app."""
+    name = name or app_name(app)
+    click.echo(f"Creating {name}...", nl=False)
+    client().post("/apps", json={"name": name})
+    click.echo(" OK")
+
+
+@apps.command("info")
+@app_option
+@json_option
+def info(app: str | None, as_json: bool) -> None:
+    """Show an app."""
+    found = client().get(f"/apps/{app_name(app)}")
+    if as_json:
+        print_json(found)
+        return
+    routes = "\n".join(f"{url}" for _, url in sorted(found["router"].items()))
+    keyvalues(
+        [
+            ("Name", found["name"]),
+            ("Status", found["status"]),
+            ("Release", found["release"] or ""),
+            ("Router", routes),
+        ]
+    )
+
+
+@apps.command("delete")
+@click.argument("name")
+def delete(name: str) -> None:
+    """Delete an app: stop its processes and remove its builds, releases and events."""
+    click.echo(f"Deleting {name}...", nl=False)
+    client().delete(f"/apps/{name}")
+    click.echo(" OK")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(apps)

@@ -1,0 +1,143 @@
+"""`shipmate build`, `deploy` and `builds ...`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shipmate.builder.archive import create_tarball, git_description
+from shipmate.cli.client import Client, CliError
+from shipmate.cli.common import app_name, app_option, client, json_option, promote, wait_option
+from shipmate.cli.output import elapsed, keyvalues, print_json, relative, table
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def run_build(api: Client, app: str, directory: Path, description: str | None) -> dict[str, Any]:
+    """Upload `directory`, stream the build log and return the finished build."""
+    if not directory.is_dir():
+        raise CliError(f"{directory} is not a directory: give the app's source directory")
+    description = description or git_description(directory) or ""
+    with tempfile.TemporaryFile() as archive:
+        click.echo("Packaging source...", nl=False)
+        size = create_tarball(directory, archive)
+        click.echo(f" OK ({_human_size(size)})")
+        archive.seek(0)
+        click.echo("Uploading source...", nl=False)
+        build = api.post(
+            f"/apps/{app}/builds",
+            params={"description": description},
+            content=archive,
+            headers={"Content-Type": "application/gzip"},
+        )
+        click.echo(" OK")
+    click.echo(f"Starting build {build['id']}...")
+    for kind, data in api.stream(f"/apps/{app}/builds/{build['id']}/logs"):
+        if kind == "line":
+            click.echo(data)
+        elif kind == "build":
+            build = data
+    if build["status"] != "complete":
+        raise CliError(f"build {build['id']} failed: {build.get('error') or 'see its log'}")
+    click.echo(f"Build:   {build['id']}")
+    click.echo(f"Release: {build['release']}")
+    return build
+
+
+@click.command("build")
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@app_option
+@click.option("-d", "--description", default=None, help="Description of the build.")
+def build_cmd(directory: Path, app: str | None, description: str | None) -> None:
+    """Build DIR (default .) into a new release, without promoting it."""
+    run_build(client(), app_name(app), directory, description)
+
+
+@click.command("deploy")
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@app_option
+@click.option("-d", "--description", default=None, help="Description of the build.")
+@wait_option
+def deploy(directory: Path, app: str | None, description: str | None, wait: float | None) -> None:
+    """Build DIR (default .) and promote the new release."""
+    api = client()
+    name = app_name(app)
+    build = run_build(api, name, directory, description)
+    promote(api, name, build["release"], wait)
+
+
+@click.group("builds", invoke_without_command=True)
+@app_option
+@json_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.pass_context
+def builds(ctx: click.Context, app: str | None, as_json: bool, limit: int) -> None:
+    """List builds, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = client().get(f"/apps/{app_name(app)}/builds", params={"limit": limit})
+    if as_json:
+        print_json(found)
+        return
+    table(
+        ["id", "status", "release", "started", "elapsed", "description"],
+        [
+            [
+                b["id"],
+                b["status"],
+                b["release"] or "",
+                relative(b["started"] or b["created"]),
+                elapsed(b["started"], b["ended"]),
+                b["description"],
+            ]
+            for b in found
+        ],
+    )
+
+
+@builds.command("info")
+@click.argument("build_id")
+@app_option
+@json_option
+def info(build_id: str, app: str | None, as_json: bool) -> None:
+    """Show a build."""
+    b = client().get(f"/apps/{app_name(app)}/builds/{build_id}")
+    if as_json:
+        print_json(b)
+        return
+    pairs = [
+        ("Id", b["id"]),
+        ("Status", b["status"]),
+        ("Release", b["release"] or ""),
+        ("Description", b["description"]),
+        ("Started", b["started"] or ""),
+        ("Elapsed", elapsed(b["started"], b["ended"])),
+    ]
+    if b["error"]:
+        pairs.append(("Error", b["error"]))
+    keyvalues(pairs)
+
+
+@builds.command("logs")
+@click.argument("build_id")
+@app_option
+def logs(build_id: str, app: str | None) -> None:
+    """Print a build's log (following it while the build runs)."""
+    for kind, data in client().stream(f"/apps/{app_name(app)}/builds/{build_id}/logs"):
+        if kind == "line":
+            click.echo(data)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(build_cmd)
+    cli.add_command(deploy)
+    cli.add_command(builds)

@@ -1,0 +1,95 @@
+"""The CLI's only way to the rack: its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from shipmate.config import Settings
+
+
+class CliError(Exception):
+    """Printed as `ERROR: <message>` with exit code 1."""
+
+
+def _rack_address(settings: Settings) -> tuple[str, str]:
+    url = os.environ.get("SHIPMATE_RACK")
+    token = os.environ.get("SHIPMATE_TOKEN")
+    if url and token:
+        return url.rstrip("/"), token
+    if not url:
+        try:
+            url = json.loads(settings.rack_file.read_text())["api"]
+        except (OSError, ValueError, KeyError):
+            raise CliError(
+                f"no rack running under {settings.home}: start one with `shipmate rack start "
+                "--detach`, or set SHIPMATE_RACK and SHIPMATE_TOKEN"
+            ) from None
+    if not token:
+        try:
+            token = settings.token_file.read_text().strip()
+        except OSError:
+            raise CliError(f"no token for the rack at {url}: set SHIPMATE_TOKEN") from None
+    return str(url).rstrip("/"), token
+
+
+class Client:
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(60.0, read=600.0),
+        )
+
+    @classmethod
+    def from_env(cls) -> Client:
+        return cls(*_rack_address(Settings.from_env()))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the rack at {self.base_url} ({type(exc).__name__}): "
+                "is it running? try `shipmate rack start --detach`"
+            ) from None
+        if response.status_code >= 400:
+            raise CliError(_error_message(response))
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs).json()
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
+
+    def stream(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
+        """(event name, decoded data) of a Server-Sent Events stream."""
+        try:
+            with connect_sse(self.http, "GET", path, params=params) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise CliError(_error_message(source.response))
+                for sse in source.iter_sse():
+                    yield sse.event, json.loads(sse.data) if sse.data else None
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"lost the rack at {self.base_url} ({type(exc).__name__}); "
+                "the operation may still be running: check `shipmate releases` and `shipmate logs`"
+            ) from None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"the rack answered {response.status_code} {response.reason_phrase}"

@@ -1,0 +1,81 @@
+"""Options and helpers shared by the CLI's command groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from shipmate.cli.client import Client, CliError
+from shipmate.domain.promotion import Promotion, State, failure_message
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_option(f: F) -> F:
+    return click.option(
+        "-a",
+        "--app",
+        "app",
+        default=None,
+        metavar="NAME",
+        help="App name (default: the current directory's name).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def wait_option(f: F) -> F:
+    return click.option(
+        "--wait",
+        type=click.FloatRange(min=1),
+        default=None,
+        metavar="SECONDS",
+        help="Deadline of the promotion before it reverts (default: the manifest's, 120).",
+    )(f)
+
+
+def app_name(app: str | None) -> str:
+    return app or Path.cwd().name
+
+
+def client() -> Client:
+    return Client.from_env()
+
+
+def follow_promotion(api: Client, app: str, promotion_id: str) -> dict[str, Any]:
+    """Print the promotion's events as they happen; raise unless it succeeded."""
+    final: dict[str, Any] | None = None
+    for kind, data in api.stream(f"/apps/{app}/promotions/{promotion_id}/events"):
+        if kind == "event":
+            click.echo(data["line"])
+        elif kind == "done":
+            final = data
+    if final is None:
+        raise CliError(
+            f"the event stream of promotion {promotion_id} ended early; "
+            "check `shipmate releases` and `shipmate logs`"
+        )
+    if not final["succeeded"]:
+        promotion = Promotion(
+            id=final["id"],
+            app=final["app"],
+            release_id=final["release"],
+            previous_release_id=final["previous_release"],
+            state=State(final["state"]),
+            reason=final["reason"],
+            history=[State(s) for s in final["history"]],
+        )
+        raise CliError(failure_message(promotion))
+    return final
+
+
+def promote(api: Client, app: str, release_id: str, wait: float | None) -> None:
+    click.echo(f"Promoting {release_id}...")
+    started = api.post(f"/apps/{app}/releases/{release_id}/promote", json={"wait": wait})
+    follow_promotion(api, app, started["promotion"]["id"])
+    click.echo("OK")

@@ -1,0 +1,56 @@
+"""What the CLI prints: tables, key/value blocks, JSON, relative times."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from shipmate.domain.humanize import ago, utcnow
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Upper-case header, columns left-aligned, two spaces apart; the last column unpadded."""
+    cells = [[h.upper() for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        padded = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [row[-1]]
+        click.echo("  ".join(padded).rstrip())
+
+
+def keyvalues(pairs: Sequence[tuple[str, str]]) -> None:
+    """Key/value lines, values aligned; multi-line values continue under the first."""
+    width = max(len(k) for k, _ in pairs) + 2
+    for key, value in pairs:
+        lines = str(value).split("\n") or [""]
+        click.echo(f"{key.ljust(width)}{lines[0]}".rstrip())
+        for line in lines[1:]:
+            click.echo(f"{' ' * width}{line}".rstrip())
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def relative(value: str | None) -> str:
+    return "" if not value else ago(parse_time(value), utcnow())
+
+
+def elapsed(start: str | None, end: str | None) -> str:
+    if not start:
+        return ""
+    seconds = int(((parse_time(end) if end else utcnow()) - parse_time(start)).total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m"

@@ -1,0 +1,138 @@
+"""`shipmate rack ...`: start, stop and describe the local rack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from shipmate.cli.client import CliError
+from shipmate.cli.common import client
+from shipmate.cli.output import keyvalues
+from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+def _running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(json.loads(settings.rack_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+@click.group("rack", invoke_without_command=True)
+@click.pass_context
+def rack(ctx: click.Context) -> None:
+    """Show the rack; `rack start` and `rack stop` run and stop it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    info = client().get("/rack")
+    keyvalues(
+        [
+            ("Name", info["name"]),
+            ("Provider", info["provider"]),
+            ("Router", info["router"]),
+            ("Status", info["status"]),
+            ("Version", info["version"]),
+        ]
+    )
+
+
+@rack.command("start")
+@click.option("--detach", is_flag=True, help="Run in the background; return once it answers.")
+@click.option("--api", "api", default=DEFAULT_API, show_default=True, metavar="HOST:PORT")
+@click.option("--router", "router", default=DEFAULT_ROUTER, show_default=True, metavar="HOST:PORT")
+def start(detach: bool, api: str, router: str) -> None:
+    """Run the rack: API, runtime and router."""
+    settings = Settings.from_env()
+    pid = _running_pid(settings)
+    if pid is not None:
+        raise CliError(f"a rack is already running under {settings.home} (pid {pid})")
+    if not detach:
+        from shipmate.rack import run
+
+        run(settings, api, router)
+        return
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.rack_file.unlink(missing_ok=True)
+    with settings.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shipmate.cli.main",
+                "rack",
+                "start",
+                "--api",
+                api,
+                "--router",
+                router,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CliError(f"the rack did not start: {_last_error(settings)}")
+        if settings.rack_file.exists():
+            info = json.loads(settings.rack_file.read_text())
+            click.echo(
+                f"Rack running: API {info['api']}, router {info['router']} "
+                f"(pid {process.pid}, log {settings.log_file})"
+            )
+            return
+        time.sleep(0.05)
+    process.terminate()
+    raise CliError(f"the rack did not answer within {START_TIMEOUT:g}s; see {settings.log_file}")
+
+
+def _last_error(settings: Settings) -> str:
+    try:
+        lines = [line for line in settings.log_file.read_text().splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if line.startswith("ERROR: "):
+            return line.removeprefix("ERROR: ")
+    return lines[-1] if lines else f"see {settings.log_file}"
+
+
+@rack.command("stop")
+def stop() -> None:
+    """Stop the rack and the app processes it runs."""
+    settings = Settings.from_env()
+    pid = _running_pid(settings)
+    if pid is None:
+        raise CliError(f"no rack is running under {settings.home}")
+    click.echo(f"Stopping rack (pid {pid})...", nl=False)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            click.echo(" OK")
+            return
+        time.sleep(0.05)
+    raise CliError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(rack)

@@ -1,0 +1,129 @@
+"""`shipmate releases ...`: list, inspect, promote, roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shipmate.cli.common import (
+    app_name,
+    app_option,
+    client,
+    follow_promotion,
+    json_option,
+    promote,
+    wait_option,
+)
+from shipmate.cli.output import keyvalues, parse_time, print_json, relative, table
+from shipmate.domain.envs import format_env
+from shipmate.domain.humanize import rfc3339
+
+
+@click.group("releases", invoke_without_command=True)
+@app_option
+@json_option
+@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.pass_context
+def releases(ctx: click.Context, app: str | None, as_json: bool, limit: int) -> None:
+    """List releases, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = client().get(f"/apps/{app_name(app)}/releases", params={"limit": limit})
+    if as_json:
+        print_json(found)
+        return
+    table(
+        ["id", "status", "build", "created", "description"],
+        [
+            [
+                r["id"],
+                "active" if r["active"] else "",
+                r["build"] or "",
+                relative(r["created"]),
+                r["description"],
+            ]
+            for r in found
+        ],
+    )
+
+
+@releases.command("info")
+@click.argument("release_id")
+@app_option
+@json_option
+def info(release_id: str, app: str | None, as_json: bool) -> None:
+    """Show a release: build, environment, origin and promotions."""
+    r = client().get(f"/apps/{app_name(app)}/releases/{release_id}")
+    if as_json:
+        print_json(r)
+        return
+    pairs = [
+        ("Id", r["id"]),
+        ("Build", r["build"] or ""),
+        ("Created", rfc3339(parse_time(r["created"]))),
+        ("Description", r["description"]),
+    ]
+    if r["active"]:
+        pairs.append(("Status", "active"))
+    if r["copied_from"]:
+        pairs.append(("Copied from", r["copied_from"]))
+    promotions = [
+        f"{p['id']}  {p['kind']}  {_outcome(p)}  {rfc3339(parse_time(p['created']))}"
+        + (f"  {p['reason']}" if p["reason"] else "")
+        for p in r["promotions"]
+    ]
+    pairs.append(("Promotions", "\n".join(promotions)))
+    pairs.append(("Env", "\n".join(format_env(r["env"]))))
+    keyvalues(pairs)
+
+
+def _outcome(promotion: dict[str, Any]) -> str:
+    if promotion["succeeded"]:
+        return "succeeded"
+    if promotion["finished"] is None:
+        return f"in progress ({promotion['state']})"
+    return "failed" if promotion["state"] == "Failure" else "reverted"
+
+
+@releases.command("manifest")
+@click.argument("release_id")
+@app_option
+def manifest(release_id: str, app: str | None) -> None:
+    """Print the manifest of a release."""
+    text = client().request("GET", f"/apps/{app_name(app)}/releases/{release_id}/manifest").text
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@releases.command("promote")
+@click.argument("release_id", required=False)
+@app_option
+@wait_option
+def promote_cmd(release_id: str | None, app: str | None, wait: float | None) -> None:
+    """Promote a release (default: the latest) with a rolling update."""
+    api = client()
+    name = app_name(app)
+    if release_id is None:
+        latest = api.get(f"/apps/{name}/releases", params={"limit": 1})
+        if not latest:
+            raise click.ClickException(f"app {name} has no release yet: run `shipmate deploy`")
+        release_id = latest[0]["id"]
+    promote(api, name, release_id, wait)
+
+
+@releases.command("rollback")
+@click.argument("release_id")
+@app_option
+@wait_option
+def rollback(release_id: str, app: str | None, wait: float | None) -> None:
+    """Copy an earlier release and promote the copy, without rebuilding."""
+    api = client()
+    name = app_name(app)
+    started = api.post(f"/apps/{name}/releases/{release_id}/rollback", json={"wait": wait})
+    click.echo(f"Rolling back to {release_id}...")
+    follow_promotion(api, name, started["promotion"]["id"])
+    click.echo(f"OK, {started['release']['id']}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(releases)

@@ -1,0 +1,109 @@
+"""A running rack: state store, runtime, router and API in one process (bootstrap)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+
+import uvicorn
+
+from shipmate.api.app import create_api
+from shipmate.api.auth import load_or_create_token
+from shipmate.config import Settings
+from shipmate.domain.errors import ShipmateError
+from shipmate.router.proxy import Router
+from shipmate.router.table import RouteTable
+from shipmate.runtimes.local.runtime import LocalRuntime
+from shipmate.services import builds, promotions
+from shipmate.services.context import Context
+from shipmate.services.events import EventLog, Notifier
+from shipmate.store.db import Store
+
+log = logging.getLogger("shipmate.rack")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def build_context(settings: Settings) -> tuple[Context, RouteTable]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    store.migrate()
+    routes = RouteTable()
+    runtime = LocalRuntime(settings.home, routes)
+    notifier = Notifier()
+    events = EventLog(store, runtime.name, notifier)
+    return Context(settings, store, runtime, notifier, events), routes
+
+
+async def serve(settings: Settings, api_address: str, router_address: str) -> None:
+    ctx, routes = build_context(settings)
+    token = load_or_create_token(settings.token_file)
+    router_host, router_port = split_address(router_address)
+    router = Router(routes, host=router_host, port=router_port)
+    try:
+        await router.start()
+    except OSError as exc:
+        raise ShipmateError(
+            f"cannot listen on {router_address} for the router: {exc.strerror}"
+        ) from None
+    ctx.router_url = router.url
+    api_host, api_port = split_address(api_address)
+    # Our own socket, so that port 0 works and rack.json names the port actually bound.
+    sock = socket.socket(socket.AF_INET6 if ":" in api_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((api_host, api_port))
+    except OSError as exc:
+        await router.stop()
+        raise ShipmateError(f"cannot listen on {api_address} for the API: {exc.strerror}") from None
+    api_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_api(ctx, token),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn installs its own signal handlers only when it owns the loop; we own it.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    builds.fail_unfinished(ctx)
+    recovery = ctx.spawn(promotions.recover(ctx))
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        _write_rack_file(settings, f"http://{api_host}:{api_port}", router.url)
+    try:
+        await serving
+    finally:
+        settings.rack_file.unlink(missing_ok=True)
+        recovery.cancel()
+        for task in list(ctx.tasks):
+            task.cancel()
+        await asyncio.gather(*ctx.tasks, return_exceptions=True)
+        await ctx.runtime.shutdown()
+        await router.stop()
+        ctx.store.close()
+
+
+def _write_rack_file(settings: Settings, api_url: str, router_url: str) -> None:
+    data = {"api": api_url, "router": router_url, "pid": os.getpid()}
+    tmp = settings.rack_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(settings.rack_file)
+
+
+def run(settings: Settings, api_address: str, router_address: str) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, api_address, router_address))

@@ -1,0 +1,89 @@
+"""The Runtime interface: desired state in, observed processes and events out.
+
+A runtime is told what an app should run (one release, with a count and health check per
+service) and converges on it with a rolling update, reporting each step as an event. The
+local runtime performs the rolling update itself; a Swarm or Kubernetes runtime would hand
+the same desired state to the engine (a service update, a Deployment) and translate what
+the engine reports into the same events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    path: str
+    grace: float
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    command: str
+    port: int | None  # None: not routed, healthy = still running after grace
+    health: HealthCheck
+    count: int
+    minimum: int  # % of count that must stay healthy during a rollout
+    maximum: int  # % of count that may run during a rollout
+    termination_grace: float
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    app: str
+    release_id: str
+    build_id: str
+    directory: Path
+    services: tuple[ServiceSpec, ...]
+    deadline: float  # seconds the rollout may take before it counts as failed
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    id: str
+    app: str
+    service: str
+    release_id: str
+    status: str  # starting, running, stopping, exited
+    pid: int | None
+    port: int | None
+    started_at: datetime
+    command: str
+
+
+class EventSink(Protocol):
+    def __call__(self, obj: str, message: str) -> None: ...
+
+
+class RolloutFailed(Exception):
+    """The new processes did not all become healthy; kind is "deadline" or "error"."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class Runtime(Protocol):
+    name: str
+
+    async def apply(self, desired: DesiredState, emit: EventSink) -> None:
+        """Converge the app on `desired` with a rolling update; raise RolloutFailed."""
+
+    async def processes(self, app: str) -> list[ProcessInfo]:
+        """The app's processes as observed now."""
+
+    async def remove(self, app: str, emit: EventSink) -> None:
+        """Stop every process of the app and forget its routes."""
+
+    async def shutdown(self) -> None:
+        """Stop everything this runtime started."""

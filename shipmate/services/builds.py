@@ -1,0 +1,186 @@
+"""Builds: an upload becomes an immutable build directory, then a release."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from shipmate.builder.archive import safe_extract
+from shipmate.builder.errors import BuildFailed
+from shipmate.builder.python import build_python
+from shipmate.domain.errors import InvalidInput, ShipmateError
+from shipmate.domain.humanize import utcnow
+from shipmate.domain.manifest import find_manifest, load_manifest
+from shipmate.services.context import Context
+from shipmate.structs import Build
+
+FINISHED = ("complete", "failed")
+
+
+def log_path(ctx: Context, build_id: str) -> Path:
+    return ctx.settings.builds_dir / f"{build_id}.log"
+
+
+async def receive_upload(ctx: Context, app: str, chunks: AsyncIterator[bytes]) -> Path:
+    """Spool an upload to disk, refusing it as soon as it passes the size limit."""
+    with ctx.store.transaction() as tx:
+        tx.get_app(app)
+    ctx.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    limit = ctx.settings.max_upload
+    fd, name = tempfile.mkstemp(dir=ctx.settings.uploads_dir, suffix=".tgz")
+    path = Path(name)
+    size = 0
+    try:
+        with open(fd, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise InvalidInput(
+                        f"upload too large: over {limit} bytes (limit set by SHIPMATE_MAX_UPLOAD)"
+                    )
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def create_build(ctx: Context, app: str, upload: Path, description: str) -> Build:
+    """Unpack and check an upload; only a valid one becomes a build row and directory."""
+    ctx.settings.builds_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=ctx.settings.builds_dir, prefix=".staging-"))
+    source = staging / "src"
+    try:
+        safe_extract(upload, source, max_bytes=ctx.settings.max_upload)
+        manifest_name, manifest_text = find_manifest(source)
+        load_manifest(manifest_text, manifest_name)  # refuse a bad manifest before any write
+        with ctx.store.transaction() as tx:
+            tx.get_app(app)
+            build_id = tx.new_build_id()
+            source.rename(ctx.settings.builds_dir / build_id)
+            build = tx.create_build(
+                app,
+                description or f"build {build_id}",
+                manifest_text,
+                manifest_name,
+                build_id=build_id,
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        upload.unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return build
+
+
+async def run_build(ctx: Context, build: Build) -> None:
+    """Install the build's dependencies, then create its release (not promoted)."""
+    directory = ctx.settings.builds_dir / build.id
+    log_file = log_path(ctx, build.id).open("a", encoding="utf-8")
+
+    def log(line: str) -> None:
+        log_file.write(line.rstrip("\n") + "\n")
+        log_file.flush()
+        ctx.notifier.notify()
+
+    with ctx.store.transaction() as tx:
+        tx.update_build(build.id, status="running", started_at=utcnow())
+    try:
+        assert build.manifest is not None
+        manifest = load_manifest(build.manifest, build.manifest_name or "shipmate.yml")
+        log(f"Building {build.id} of app {build.app} from {build.manifest_name}")
+        for warning in manifest.warnings:
+            log(f"WARNING: {warning}")
+        await asyncio.to_thread(build_python, directory, log)
+        _freeze(directory)
+        with ctx.store.transaction() as tx:
+            latest = tx.latest_release(build.app)
+            release = tx.create_release(
+                build.app,
+                build.id,
+                dict(latest.env) if latest else {},
+                build.manifest,
+                build.manifest_name,
+                build.description,
+            )
+            tx.update_build(build.id, status="complete", release_id=release.id, ended_at=utcnow())
+        log(f"Build {build.id} complete: release {release.id}")
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ShipmateError | BuildFailed) else repr(exc)
+        log(f"ERROR: {message}")
+        with ctx.store.transaction() as tx:
+            tx.update_build(build.id, status="failed", error=message, ended_at=utcnow())
+    finally:
+        log_file.close()
+        ctx.notifier.notify()
+
+
+def _freeze(directory: Path) -> None:
+    # A build is immutable: what a rollback runs is exactly what was built.
+    for path in [directory, *directory.rglob("*")]:
+        if path.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            path.chmod(path.stat().st_mode & ~0o222)
+
+
+def fail_unfinished(ctx: Context) -> None:
+    """Builds the rack was running when it stopped cannot finish: say so."""
+    with ctx.store.transaction() as tx:
+        for build in tx.unfinished_builds():
+            tx.update_build(
+                build.id,
+                status="failed",
+                error="the rack stopped during the build; run the build again",
+                ended_at=utcnow(),
+            )
+
+
+def get_build(ctx: Context, app: str, build_id: str) -> Build:
+    with ctx.store.transaction() as tx:
+        return tx.get_build(app, build_id)
+
+
+def list_builds(ctx: Context, app: str, limit: int) -> list[Build]:
+    with ctx.store.transaction() as tx:
+        tx.get_app(app)
+        return tx.list_builds(app, limit)
+
+
+async def follow_log(
+    ctx: Context, app: str, build_id: str, follow: bool, is_disconnected: Callable[[], object]
+) -> AsyncIterator[str]:
+    """Lines of the build log as they are written, until the build finishes."""
+    get_build(ctx, app, build_id)
+    path = log_path(ctx, build_id)
+    offset = 0
+    pending = b""
+    while True:
+        finished = get_build(ctx, app, build_id).status in FINISHED
+        if path.exists():
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+            offset += len(data)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+        if finished or not follow:
+            if pending:
+                yield pending.decode("utf-8", "replace")
+            return
+        if await _maybe(is_disconnected()):
+            return
+        await ctx.notifier.wait(0.5)
+
+
+async def _maybe(value: object) -> object:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value

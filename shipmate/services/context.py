@@ -1,0 +1,31 @@
+"""What every use case needs, wired once by shipmate.bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipmate.config import Settings
+from shipmate.runtimes.base import Runtime
+from shipmate.services.events import EventLog, Notifier
+from shipmate.store.db import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    runtime: Runtime
+    notifier: Notifier
+    events: EventLog
+    router_url: str = ""
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run background work the rack keeps a reference to (so it is not collected)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

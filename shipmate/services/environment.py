@@ -1,0 +1,51 @@
+"""Environment changes: each one is a new release of the latest build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shipmate.domain.envs import apply_change, describe_change, parse_assignments, validate_keys
+from shipmate.services.context import Context
+from shipmate.structs import Release
+
+
+@dataclass(frozen=True)
+class EnvChange:
+    release: Release | None  # None: nothing changed, no release was created
+    env: dict[str, str]
+
+
+def get_env(ctx: Context, app: str) -> dict[str, str]:
+    with ctx.store.transaction() as tx:
+        tx.get_app(app)
+        latest = tx.latest_release(app)
+    return dict(latest.env) if latest else {}
+
+
+def change_env(
+    ctx: Context,
+    app: str,
+    assignments: list[str],
+    unset: list[str],
+    replace: bool = False,
+) -> EnvChange:
+    set_ = parse_assignments(assignments)
+    keys = validate_keys(unset)
+    # One transaction from read to write: two concurrent changes cannot fork the same parent.
+    with ctx.store.transaction() as tx:
+        tx.get_app(app)
+        latest = tx.latest_release(app)
+        old = dict(latest.env) if latest else {}
+        new = apply_change(old, set_, keys, replace)
+        description = describe_change(old, new)
+        if description is None:
+            return EnvChange(None, old)
+        release = tx.create_release(
+            app,
+            latest.build_id if latest else None,
+            new,
+            latest.manifest if latest else None,
+            latest.manifest_name if latest else None,
+            description,
+        )
+    return EnvChange(release, new)

@@ -1,0 +1,227 @@
+"""Promotions: make a release active with a rolling update, or revert to the previous one.
+
+A promotion is a row written (with its first event) before anything starts, so a rack that
+stops mid-way finds it on the next start and reverts it (see `recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from shipmate.domain.errors import Conflict, InvalidInput
+from shipmate.domain.humanize import utcnow
+from shipmate.domain.manifest import Manifest, load_manifest
+from shipmate.domain.promotion import State, transition
+from shipmate.runtimes.base import (
+    DesiredState,
+    EventSink,
+    HealthCheck,
+    RolloutFailed,
+    ServiceSpec,
+)
+from shipmate.services.context import Context
+from shipmate.store.repository import Tx
+from shipmate.structs import Promotion, Release
+
+APP_OBJECT = "atom/app"
+
+
+def manifest_of(release: Release) -> Manifest:
+    if release.manifest is None:
+        raise InvalidInput(f"release {release.id} has no build: run `shipmate build` first")
+    return load_manifest(release.manifest, release.manifest_name or "shipmate.yml")
+
+
+def desired_state(ctx: Context, release: Release, wait: float | None = None) -> DesiredState:
+    """The processes `release` needs; raises before anything runs when it cannot be run."""
+    manifest = manifest_of(release)
+    if release.build_id is None:
+        raise InvalidInput(f"release {release.id} has no build: run `shipmate build` first")
+    missing = manifest.missing_env(release.env)
+    if missing:
+        raise InvalidInput(f"required env: {', '.join(missing)}")
+    services = []
+    for service in manifest.services:
+        if not service.command:
+            raise InvalidInput(
+                f"service {service.name} has no command: add `command:` to its manifest entry"
+            )
+        env = manifest.process_env(service.name, release.env)
+        env.update(
+            APP=release.app, SERVICE=service.name, RELEASE=release.id, BUILD=release.build_id
+        )
+        health = service.health
+        services.append(
+            ServiceSpec(
+                name=service.name,
+                command=service.command,
+                port=service.port,
+                health=HealthCheck(health.path, health.grace, health.interval, health.timeout),
+                count=service.count,
+                minimum=service.minimum,
+                maximum=service.maximum,
+                termination_grace=service.termination_grace,
+                environment=env,
+            )
+        )
+    return DesiredState(
+        app=release.app,
+        release_id=release.id,
+        build_id=release.build_id,
+        directory=ctx.settings.builds_dir / release.build_id,
+        services=tuple(services),
+        deadline=wait if wait is not None else manifest.deadline(),
+    )
+
+
+def ensure_idle(tx: Tx, app: str) -> None:
+    running = tx.running_promotion(app)
+    if running is not None:
+        raise Conflict(f"app {app} is updating (promotion of {running.release_id} in progress)")
+
+
+def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None) -> Promotion:
+    """Validate and record a promotion inside the caller's transaction.
+
+    Everything that can refuse the promotion runs before the first write, so a refusal
+    changes nothing.
+    """
+    app = tx.get_app(release.app)
+    ensure_idle(tx, app.name)
+    desired_state(ctx, release, wait)
+    if app.release_id is not None:
+        # The revert target must be runnable too, or a failed promotion could not revert.
+        tx.get_release(app.name, app.release_id)
+    promotion = tx.create_promotion(
+        app.name, release.id, app.release_id, kind, state=State.PENDING.value
+    )
+    tx.update_app(app.name, status="updating")
+    tx.add_event(
+        app.name,
+        ctx.runtime.name,
+        APP_OBJECT,
+        transition(State.RUNNING, State.PENDING),
+        promotion.id,
+    )
+    return promotion
+
+
+def start(ctx: Context, promotion: Promotion, wait: float | None) -> None:
+    ctx.notifier.notify()
+    ctx.spawn(run(ctx, promotion.id, wait))
+
+
+async def run(ctx: Context, promotion_id: str, wait: float | None = None) -> None:
+    with ctx.store.transaction() as tx:
+        promotion = tx.get_promotion_by_id(promotion_id)
+        release = tx.get_release(promotion.app, promotion.release_id)
+        previous = (
+            tx.get_release(promotion.app, promotion.previous_release_id)
+            if promotion.previous_release_id
+            else None
+        )
+    await PromotionRun(ctx, promotion, release, previous).execute(wait)
+
+
+class PromotionRun:
+    """Drives one promotion through the state machine, writing each step before the next."""
+
+    def __init__(
+        self, ctx: Context, promotion: Promotion, release: Release, previous: Release | None
+    ) -> None:
+        self.ctx = ctx
+        self.promotion = promotion
+        self.release = release
+        self.previous = previous
+        self.state = State(promotion.state)
+
+    def emit(self, obj: str, message: str) -> None:
+        self.ctx.events.emit(self.promotion.app, obj, message, self.promotion.id)
+
+    def advance(self, new: State, reason: str | None = None, status: str | None = None) -> None:
+        message = transition(self.state, new)
+        finished = utcnow() if new in (State.RUNNING, State.REVERTED, State.FAILURE) else None
+        app = self.promotion.app
+        with self.ctx.store.transaction() as tx:
+            tx.update_promotion(self.promotion.id, new.value, reason, finished)
+            fields: dict[str, object] = {}
+            if status is not None:
+                fields["status"] = status
+            if new is State.RUNNING:
+                fields["release_id"] = self.release.id
+            if fields:
+                tx.update_app(app, **fields)
+            tx.add_event(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
+        self.ctx.notifier.notify()
+        self.state = new
+
+    async def execute(self, wait: float | None) -> None:
+        try:
+            if self.state is State.PENDING:
+                self.advance(State.UPDATING)
+            await self.ctx.runtime.apply(desired_state(self.ctx, self.release, wait), self.emit)
+        except RolloutFailed as failure:
+            failed = State.DEADLINE if failure.kind == "deadline" else State.ERROR
+            await self.revert(failed, failure.reason)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the runtime itself broke: still put the old release back
+            await self.revert(State.ERROR, str(exc) or type(exc).__name__)
+            return
+        self.advance(State.RUNNING, status="running")
+
+    async def revert(self, failed: State, reason: str) -> None:
+        if self.state in (State.PENDING, State.UPDATING):
+            self.advance(failed, reason=reason, status="rollback")
+        if self.state in (State.DEADLINE, State.ERROR):
+            self.advance(State.ROLLBACK)
+        try:
+            if self.previous is None:
+                await self.ctx.runtime.remove(self.promotion.app, self.emit)
+            else:
+                await self.ctx.runtime.apply(desired_state(self.ctx, self.previous), self.emit)
+        except Exception as exc:
+            why = f"{reason}; the revert failed too: {exc}"
+            self.advance(State.FAILURE, reason=why, status="running")
+            return
+        self.advance(State.REVERTED, status="running")
+
+
+async def recover(ctx: Context) -> None:
+    """After a restart: revert promotions the rack was in the middle of, then run what is active.
+
+    The local runtime's processes did not survive the rack, so an unfinished promotion is
+    reverted rather than resumed: its outcome was never reported as a success.
+    """
+    with ctx.store.transaction() as tx:
+        unfinished = tx.unfinished_promotions()
+        apps = tx.list_apps()
+    for promotion in unfinished:
+        with ctx.store.transaction() as tx:
+            release = tx.get_release(promotion.app, promotion.release_id)
+            previous = (
+                tx.get_release(promotion.app, promotion.previous_release_id)
+                if promotion.previous_release_id
+                else None
+            )
+        run = PromotionRun(ctx, promotion, release, previous)
+        await run.revert(State.ERROR, "the rack stopped during the promotion")
+    reverted = {p.app for p in unfinished}
+    for app in apps:
+        if app.release_id is None or app.name in reverted:
+            continue
+        with ctx.store.transaction() as tx:
+            release = tx.get_release(app.name, app.release_id)
+        emit = _app_emitter(ctx, app.name)
+        try:
+            await ctx.runtime.apply(desired_state(ctx, release), emit)
+        except Exception as exc:
+            emit(APP_OBJECT, f"Could not start release {release.id}: {exc}")
+
+
+def _app_emitter(ctx: Context, app: str) -> EventSink:
+    def emit(obj: str, message: str) -> None:
+        ctx.events.emit(app, obj, message)
+
+    return emit

@@ -1,0 +1,327 @@
+"""Queries and writes of the state store, all inside one caller-owned transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from shipmate.domain.errors import NotFound
+from shipmate.domain.humanize import utcnow
+from shipmate.domain.ids import new_build_id, new_promotion_id, new_release_id
+from shipmate.store.tables import AppRow, BuildRow, EventRow, PromotionRow, ReleaseRow
+from shipmate.structs import App, Build, Event, Promotion, Release
+
+
+def _app(row: AppRow) -> App:
+    return App(row.name, row.status, row.release_id, row.created_at)
+
+
+def _build(row: BuildRow) -> Build:
+    return Build(
+        row.id,
+        row.app,
+        row.status,
+        row.description,
+        row.manifest,
+        row.manifest_name,
+        row.release_id,
+        row.error,
+        row.created_at,
+        row.started_at,
+        row.ended_at,
+    )
+
+
+def _release(row: ReleaseRow) -> Release:
+    return Release(
+        row.id,
+        row.app,
+        row.number,
+        row.build_id,
+        json.loads(row.env),
+        row.manifest,
+        row.manifest_name,
+        row.description,
+        row.copied_from,
+        row.created_at,
+    )
+
+
+def _promotion(row: PromotionRow) -> Promotion:
+    return Promotion(
+        row.id,
+        row.app,
+        row.release_id,
+        row.previous_release_id,
+        row.kind,
+        row.state,
+        row.reason,
+        row.created_at,
+        row.finished_at,
+        [s for s in row.history.split(",") if s],
+    )
+
+
+def _event(row: EventRow) -> Event:
+    return Event(
+        row.id, row.app, row.promotion_id, row.created_at, row.runtime, row.object, row.message
+    )
+
+
+class Tx:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _unused_id(self, model: type[Any], make: Callable[[], str]) -> str:
+        # Random IDs: a collision is astronomically rare, but an ID is never reused.
+        while True:
+            candidate = make()
+            if self.session.get(model, candidate) is None:
+                return candidate
+
+    # apps
+    def create_app(self, name: str) -> App:
+        row = AppRow(name=name, status="running", release_id=None, created_at=utcnow())
+        self.session.add(row)
+        self.session.flush()
+        return _app(row)
+
+    def find_app(self, name: str) -> App | None:
+        row = self.session.get(AppRow, name)
+        return None if row is None else _app(row)
+
+    def get_app(self, name: str) -> App:
+        app = self.find_app(name)
+        if app is None:
+            raise NotFound(f"no such app: {name}")
+        return app
+
+    def list_apps(self) -> list[App]:
+        rows = self.session.scalars(select(AppRow).order_by(AppRow.created_at.desc()))
+        return [_app(r) for r in rows]
+
+    def update_app(self, name: str, **fields: Any) -> App:
+        row = self.session.get(AppRow, name)
+        if row is None:
+            raise NotFound(f"no such app: {name}")
+        for key, value in fields.items():
+            setattr(row, key, value)
+        self.session.flush()
+        return _app(row)
+
+    def delete_app(self, name: str) -> None:
+        for model in (EventRow, PromotionRow, ReleaseRow, BuildRow):
+            self.session.execute(delete(model).where(model.app == name))
+        self.session.execute(delete(AppRow).where(AppRow.name == name))
+
+    # builds
+    def create_build(
+        self, app: str, description: str, manifest: str, manifest_name: str, build_id: str = ""
+    ) -> Build:
+        row = BuildRow(
+            id=build_id or self._unused_id(BuildRow, new_build_id),
+            app=app,
+            status="created",
+            description=description,
+            manifest=manifest,
+            manifest_name=manifest_name,
+            created_at=utcnow(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _build(row)
+
+    def new_build_id(self) -> str:
+        return self._unused_id(BuildRow, new_build_id)
+
+    def get_build(self, app: str, build_id: str) -> Build:
+        row = self.session.get(BuildRow, build_id)
+        if row is None or row.app != app:
+            raise NotFound(f"no such build: {build_id} (app {app})")
+        return _build(row)
+
+    def update_build(self, build_id: str, **fields: Any) -> Build:
+        row = self.session.get(BuildRow, build_id)
+        if row is None:
+            raise NotFound(f"no such build: {build_id}")
+        for key, value in fields.items():
+            setattr(row, key, value)
+        self.session.flush()
+        return _build(row)
+
+    def list_builds(self, app: str, limit: int = 20) -> list[Build]:
+        rows = self.session.scalars(
+            select(BuildRow)
+            .where(BuildRow.app == app)
+            .order_by(BuildRow.created_at.desc(), BuildRow.id)
+            .limit(limit)
+        )
+        return [_build(r) for r in rows]
+
+    def unfinished_builds(self) -> list[Build]:
+        rows = self.session.scalars(
+            select(BuildRow).where(BuildRow.status.in_(("created", "running")))
+        )
+        return [_build(r) for r in rows]
+
+    # releases
+    def create_release(
+        self,
+        app: str,
+        build_id: str | None,
+        env: dict[str, str],
+        manifest: str | None,
+        manifest_name: str | None,
+        description: str,
+        copied_from: str | None = None,
+    ) -> Release:
+        number = (
+            self.session.scalar(select(func.max(ReleaseRow.number)).where(ReleaseRow.app == app))
+            or 0
+        ) + 1
+        row = ReleaseRow(
+            id=self._unused_id(ReleaseRow, new_release_id),
+            app=app,
+            number=number,
+            build_id=build_id,
+            env=json.dumps(env, sort_keys=True),
+            manifest=manifest,
+            manifest_name=manifest_name,
+            description=description,
+            copied_from=copied_from,
+            created_at=utcnow(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _release(row)
+
+    def get_release(self, app: str, release_id: str) -> Release:
+        row = self.session.get(ReleaseRow, release_id)
+        if row is None or row.app != app:
+            raise NotFound(f"no such release: {release_id} (app {app})")
+        return _release(row)
+
+    def latest_release(self, app: str) -> Release | None:
+        row = self.session.scalars(
+            select(ReleaseRow).where(ReleaseRow.app == app).order_by(ReleaseRow.number.desc())
+        ).first()
+        return None if row is None else _release(row)
+
+    def list_releases(self, app: str, limit: int = 20) -> list[Release]:
+        rows = self.session.scalars(
+            select(ReleaseRow)
+            .where(ReleaseRow.app == app)
+            .order_by(ReleaseRow.number.desc())
+            .limit(limit)
+        )
+        return [_release(r) for r in rows]
+
+    # promotions
+    def create_promotion(
+        self, app: str, release_id: str, previous_release_id: str | None, kind: str, state: str
+    ) -> Promotion:
+        row = PromotionRow(
+            id=self._unused_id(PromotionRow, new_promotion_id),
+            app=app,
+            release_id=release_id,
+            previous_release_id=previous_release_id,
+            kind=kind,
+            state=state,
+            history=state,
+            created_at=utcnow(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _promotion(row)
+
+    def get_promotion(self, app: str, promotion_id: str) -> Promotion:
+        row = self.session.get(PromotionRow, promotion_id)
+        if row is None or row.app != app:
+            raise NotFound(f"no such promotion: {promotion_id} (app {app})")
+        return _promotion(row)
+
+    def get_promotion_by_id(self, promotion_id: str) -> Promotion:
+        row = self.session.get(PromotionRow, promotion_id)
+        if row is None:
+            raise NotFound(f"no such promotion: {promotion_id}")
+        return _promotion(row)
+
+    def update_promotion(
+        self,
+        promotion_id: str,
+        state: str,
+        reason: str | None = None,
+        finished_at: datetime | None = None,
+    ) -> Promotion:
+        row = self.session.get(PromotionRow, promotion_id)
+        if row is None:
+            raise NotFound(f"no such promotion: {promotion_id}")
+        row.state = state
+        row.history = f"{row.history},{state}" if row.history else state
+        if reason is not None:
+            row.reason = reason
+        if finished_at is not None:
+            row.finished_at = finished_at
+        self.session.flush()
+        return _promotion(row)
+
+    def running_promotion(self, app: str) -> Promotion | None:
+        row = self.session.scalars(
+            select(PromotionRow)
+            .where(PromotionRow.app == app, PromotionRow.finished_at.is_(None))
+            .order_by(PromotionRow.created_at.desc())
+        ).first()
+        return None if row is None else _promotion(row)
+
+    def unfinished_promotions(self) -> list[Promotion]:
+        rows = self.session.scalars(
+            select(PromotionRow)
+            .where(PromotionRow.finished_at.is_(None))
+            .order_by(PromotionRow.created_at)
+        )
+        return [_promotion(r) for r in rows]
+
+    def promotions_of_release(self, release_id: str) -> list[Promotion]:
+        rows = self.session.scalars(
+            select(PromotionRow)
+            .where(PromotionRow.release_id == release_id)
+            .order_by(PromotionRow.created_at)
+        )
+        return [_promotion(r) for r in rows]
+
+    # events
+    def add_event(
+        self, app: str, runtime: str, obj: str, message: str, promotion_id: str | None = None
+    ) -> Event:
+        row = EventRow(
+            app=app,
+            promotion_id=promotion_id,
+            created_at=utcnow(),
+            runtime=runtime,
+            object=obj,
+            message=message,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _event(row)
+
+    def events(
+        self,
+        app: str,
+        after_id: int = 0,
+        since: datetime | None = None,
+        promotion_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        query = select(EventRow).where(EventRow.app == app, EventRow.id > after_id)
+        if since is not None:
+            query = query.where(EventRow.created_at >= since)
+        if promotion_id is not None:
+            query = query.where(EventRow.promotion_id == promotion_id)
+        rows = self.session.scalars(query.order_by(EventRow.id).limit(limit))
+        return [_event(r) for r in rows]

@@ -1,0 +1,72 @@
+"""Plain records passed between the store, the use cases and the entrypoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    status: str
+    release_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Build:
+    id: str
+    app: str
+    status: str  # created, running, complete, failed
+    description: str
+    manifest: str | None
+    manifest_name: str | None
+    release_id: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    app: str
+    number: int
+    build_id: str | None
+    env: dict[str, str]
+    manifest: str | None
+    manifest_name: str | None
+    description: str
+    copied_from: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: str
+    app: str
+    release_id: str
+    previous_release_id: str | None
+    kind: str  # promote, rollback
+    state: str  # a shipmate.domain.promotion.State value
+    reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    history: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    app: str
+    promotion_id: str | None
+    created_at: datetime
+    runtime: str
+    object: str
+    message: str
+
+    @property
+    def source(self) -> str:
+        return f"system/{self.runtime}/{self.object}"

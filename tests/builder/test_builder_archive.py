@@ -1,0 +1,487 @@
+"""Source selection, tarball creation and hostile-upload extraction, on real files."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from shipmate.builder.archive import create_tarball, git_description, safe_extract, source_files
+from shipmate.builder.errors import UnsafeArchive
+from shipmate.domain.errors import InvalidInput
+
+MB = 1_000_000
+
+
+def write(path: Path, text: str = "x", mode: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def names(paths: list[Path]) -> list[str]:
+    return [p.as_posix() for p in paths]
+
+
+# --------------------------------------------------------------------------- source_files
+
+
+def test_source_files_honours_gitignore_and_always_excludes(tmp_path: Path) -> None:
+    write(tmp_path / ".gitignore", "*.log\nbuild/\n!keep.log\n/secret.txt\n")
+    write(tmp_path / "app.py")
+    write(tmp_path / "debug.log")
+    write(tmp_path / "keep.log")
+    write(tmp_path / "secret.txt")
+    write(tmp_path / "pkg" / "secret.txt")  # "/secret.txt" is anchored to the root
+    write(tmp_path / "build" / "out.bin")
+    write(tmp_path / "pkg" / "build" / "x")  # "build/" floats to any depth
+    write(tmp_path / "pkg" / "mod.py")
+    write(tmp_path / "pkg" / "mod.pyc")
+    write(tmp_path / "pkg" / "__pycache__" / "mod.cpython-311.pyc")
+    write(tmp_path / ".git" / "HEAD")
+    write(tmp_path / ".venv" / "bin" / "python")
+    os.symlink("/somewhere/else", tmp_path / "pkg" / ".venv")  # excluded by name, any type
+    # Nested .gitignore applies relative to its own directory, and can re-include.
+    write(tmp_path / "pkg" / ".gitignore", "generated.py\n!important.log\n")
+    write(tmp_path / "pkg" / "generated.py")
+    write(tmp_path / "pkg" / "important.log")
+    write(tmp_path / "generated.py")  # not affected by pkg/.gitignore
+    os.symlink("app.py", tmp_path / "link.py")
+    os.symlink("pkg", tmp_path / "pkglink")  # a link to a directory is uploaded as a link
+
+    assert names(source_files(tmp_path)) == [
+        ".gitignore",
+        "app.py",
+        "generated.py",
+        "keep.log",
+        "link.py",
+        "pkg/.gitignore",
+        "pkg/important.log",
+        "pkg/mod.py",
+        "pkg/secret.txt",
+        "pkglink",
+    ]
+
+
+def test_source_files_prefers_dockerignore_with_docker_semantics(tmp_path: Path) -> None:
+    write(tmp_path / ".gitignore", "*.log\n")
+    write(
+        tmp_path / ".dockerignore",
+        "# comment\n*.md\n**/*.tmp\ndocs\n!docs/keep.txt\n/data/\n.git\n",
+    )
+    write(tmp_path / "app.log")  # only gitignored: .dockerignore wins, so included
+    write(tmp_path / "README.md")
+    write(tmp_path / "pkg" / "NOTES.md")  # Docker patterns are root-relative
+    write(tmp_path / "pkg" / "a.tmp")
+    write(tmp_path / "docs" / "index.txt")
+    write(tmp_path / "docs" / "keep.txt")  # Docker exceptions re-include inside a dir
+    write(tmp_path / "data" / "big.bin")
+    write(tmp_path / ".venv" / "pyvenv.cfg")  # always excluded, whatever the file says
+    write(tmp_path / "pkg" / "__pycache__" / "m.pyc")
+
+    assert names(source_files(tmp_path)) == [
+        ".dockerignore",
+        ".gitignore",
+        "app.log",
+        "docs/keep.txt",
+        "pkg/NOTES.md",
+    ]
+
+
+def test_source_files_without_ignore_files(tmp_path: Path) -> None:
+    write(tmp_path / "b.py")
+    write(tmp_path / "a" / "z.py")
+    write(tmp_path / "a.py")
+    os.mkfifo(tmp_path / "fifo")  # not uploadable, silently skipped
+    assert names(source_files(tmp_path)) == ["a.py", "a/z.py", "b.py"]
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def make_source(root: Path) -> None:
+    write(root / "app.py", "print('hi')\n")
+    write(root / "run.sh", "#!/bin/sh\necho run\n", mode=0o755)
+    write(root / "conf" / "settings.ini", "[x]\n", mode=0o640)
+    write(root / "deep" / "er" / "file.txt", "deep\n")
+    write(root / "ignored.log", "no\n")
+    write(root / ".gitignore", "*.log\n")
+    write(root / "big.bin", "0123456789" * 50_000)
+    os.symlink("app.py", root / "alias.py")
+    os.symlink("../app.py", root / "deep" / "up.py")
+
+
+def test_create_tarball_and_safe_extract_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_source(src)
+    buf = io.BytesIO()
+    written = create_tarball(src, buf)
+    data = buf.getvalue()
+    assert written == len(data) > 0
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == names(source_files(src))
+    for m in members:
+        assert not m.name.startswith(("/", "./"))
+        assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", "")
+
+    # Deterministic: the same tree gives the same bytes.
+    again = io.BytesIO()
+    create_tarball(src, again)
+    assert again.getvalue() == data
+
+    dest = tmp_path / "dest"
+    safe_extract(io.BytesIO(data), dest)
+    assert names(source_files(dest)) == names(source_files(src))
+    for rel in source_files(src):
+        original, copy = src / rel, dest / rel
+        if original.is_symlink():
+            assert copy.is_symlink()
+            assert os.readlink(copy) == os.readlink(original)
+        else:
+            assert copy.read_bytes() == original.read_bytes()
+            assert stat.S_IMODE(copy.stat().st_mode) == stat.S_IMODE(original.stat().st_mode)
+    assert not (dest / "ignored.log").exists()
+    assert os.access(dest / "run.sh", os.X_OK)
+
+    # From a path too, into an existing empty directory.
+    archive = tmp_path / "src.tgz"
+    archive.write_bytes(data)
+    dest2 = tmp_path / "dest2"
+    dest2.mkdir()
+    safe_extract(archive, dest2)
+    assert (dest2 / "deep" / "er" / "file.txt").read_text() == "deep\n"
+
+
+def test_safe_extract_accepts_plain_tar_with_dot_prefix_dirs_and_internal_links(
+    tmp_path: Path,
+) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        add_dir(tar, ".")
+        add_dir(tar, "./pkg")
+        add_file(tar, "./pkg/a.txt", b"hello")
+        add_link(tar, "./pkg/b.txt", "pkg/a.txt", tarfile.LNKTYPE)
+        add_link(tar, "./pkg/c.txt", "a.txt", tarfile.SYMTYPE)
+        add_file(tar, "./setuid", b"x", mode=0o4777)
+    dest = tmp_path / "dest"
+    safe_extract(io.BytesIO(buf.getvalue()), dest)
+    assert (dest / "pkg" / "b.txt").read_bytes() == b"hello"
+    assert not (dest / "pkg" / "b.txt").samefile(dest / "pkg" / "a.txt")  # copied, not linked
+    assert os.readlink(dest / "pkg" / "c.txt") == "a.txt"
+    # setuid and group/other write are dropped.
+    assert stat.S_IMODE((dest / "setuid").stat().st_mode) == 0o755
+
+
+def test_safe_extract_refuses_non_empty_dest(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    write(dest / "existing")
+    with pytest.raises(FileExistsError):
+        safe_extract(io.BytesIO(tar_bytes(lambda t: add_file(t, "a", b"x"))), dest)
+    assert (dest / "existing").exists()
+
+
+# --------------------------------------------------------------------------- hostile uploads
+
+
+def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tar.addfile(info)
+
+
+def add_link(tar: tarfile.TarFile, name: str, target: str, kind: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    tar.addfile(info)
+
+
+def add_special(tar: tarfile.TarFile, name: str, kind: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.devmajor, info.devminor = 1, 3
+    tar.addfile(info)
+
+
+def tar_bytes(build, compress: bool = True) -> bytes:  # type: ignore[no-untyped-def]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w") as tar:
+        build(tar)
+    return buf.getvalue()
+
+
+def snapshot(root: Path) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(d, n), root)
+        for d, dirs, files in os.walk(root)
+        for n in dirs + files
+    }
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Path:
+    """tmp_path/outside holds a file an attacker would like to reach or overwrite."""
+    write(tmp_path / "outside" / "secret", "top secret")
+    return tmp_path
+
+
+def assert_refused(
+    arena: Path,
+    data: bytes,
+    match: str,
+    max_bytes: int = 1 << 30,
+    dest_exists: bool = False,
+    as_path: bool = False,
+) -> UnsafeArchive:
+    dest = arena / "work" / "dest"
+    if dest_exists:
+        dest.mkdir(parents=True)
+    source: Path | io.BytesIO = io.BytesIO(data)
+    if as_path:
+        source = arena / "upload.tgz"
+        source.write_bytes(data)
+    before = snapshot(arena)
+    with pytest.raises(UnsafeArchive, match=match) as info:
+        safe_extract(source, dest, max_bytes=max_bytes)
+    message = str(info.value)
+    assert "\n" not in message
+    assert isinstance(info.value, InvalidInput)
+    # Nothing written anywhere, nothing partial left behind.
+    if dest_exists:
+        assert list(dest.iterdir()) == []
+        assert snapshot(arena) == before
+    else:
+        assert not dest.exists()
+        assert snapshot(arena) == before
+    assert (arena / "outside" / "secret").read_text() == "top secret"
+    return info.value
+
+
+def test_refuses_absolute_path(arena: Path) -> None:
+    target = str(arena / "outside" / "secret")
+
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "ok.txt", b"fine")
+        add_file(tar, target, b"pwned")
+
+    assert_refused(arena, tar_bytes(build), r'^unsafe upload: member ".*secret" escapes')
+
+
+def test_refuses_dotdot_path(arena: Path) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "ok.txt", b"fine")
+        add_file(tar, "a/../../../outside/secret", b"pwned")
+
+    err = assert_refused(arena, tar_bytes(build), "escapes the build directory", dest_exists=True)
+    assert str(err) == (
+        'unsafe upload: member "a/../../../outside/secret" escapes the build directory'
+    )
+
+
+@pytest.mark.parametrize("target", ["../../outside", "/etc/passwd", "a/../../.."])
+def test_refuses_symlink_out(arena: Path, target: str) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "ok.txt", b"fine")
+        add_link(tar, "evil", target, tarfile.SYMTYPE)
+
+    assert_refused(arena, tar_bytes(build), r'symlink "evil" points outside')
+
+
+def test_refuses_writing_through_a_symlink_chain(arena: Path) -> None:
+    # Each link looks harmless lexically when created; together "b" leads to the parent.
+    def build(tar: tarfile.TarFile) -> None:
+        add_link(tar, "b", "a/..", tarfile.SYMTYPE)
+        add_link(tar, "a", ".", tarfile.SYMTYPE)
+        add_file(tar, "b/pwned", b"pwned")  # would land in arena/work/
+
+    assert_refused(arena, tar_bytes(build), "unsafe upload")
+
+
+def test_refuses_symlink_chain_left_behind(arena: Path) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        add_link(tar, "b", "a/..", tarfile.SYMTYPE)
+        add_link(tar, "a", ".", tarfile.SYMTYPE)
+
+    assert_refused(arena, tar_bytes(build), 'symlink "b" points outside')
+
+
+def test_refuses_file_through_symlinked_dir(arena: Path) -> None:
+    outside = str(arena / "outside")
+
+    def build(tar: tarfile.TarFile) -> None:
+        add_link(tar, "d", outside, tarfile.SYMTYPE)
+        add_file(tar, "d/secret", b"pwned")
+
+    assert_refused(arena, tar_bytes(build), 'symlink "d" points outside')
+
+
+@pytest.mark.parametrize("target", ["../../outside/secret", "ABSOLUTE", "missing.txt"])
+def test_refuses_hardlink_out(arena: Path, target: str) -> None:
+    if target == "ABSOLUTE":
+        target = str(arena / "outside" / "secret")
+
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "ok.txt", b"fine")
+        add_link(tar, "stolen", target, tarfile.LNKTYPE)
+
+    assert_refused(arena, tar_bytes(build), r'hardlink "stolen" points outside')
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [(tarfile.CHRTYPE, "device"), (tarfile.BLKTYPE, "device"), (tarfile.FIFOTYPE, "fifo")],
+)
+def test_refuses_special_files(arena: Path, kind: bytes, what: str) -> None:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "ok.txt", b"fine")
+        add_special(tar, "dev/null", kind)
+
+    assert_refused(arena, tar_bytes(build), rf'member "dev/null" is a {what}')
+
+
+def test_refuses_decompression_bomb(arena: Path) -> None:
+    # 50 MB of zeros compresses to ~50 KB: small upload, huge expansion.
+    data = tar_bytes(lambda tar: add_file(tar, "zeros", bytes(50 * MB)))
+    assert len(data) < MB
+    err = assert_refused(arena, data, "expands past", max_bytes=MB)
+    assert str(err) == (
+        "upload too large: expands past 976.6 KiB (limit set by SHIPMATE_MAX_UPLOAD)"
+    )
+
+
+def test_bomb_is_stopped_while_inflating(arena: Path) -> None:
+    # 100 members of 1 MB of zeros, each under the limit, only adding up past it: refused
+    # after the first few, having read a small part of the upload, and the files already
+    # written are removed.
+    def build(tar: tarfile.TarFile) -> None:
+        for i in range(100):
+            add_file(tar, f"part{i:03}", bytes(MB))
+
+    data = tar_bytes(build)
+
+    class Counting(io.BytesIO):
+        consumed = 0
+
+        def read(self, n: int | None = -1) -> bytes:
+            chunk = super().read(n)
+            Counting.consumed += len(chunk)
+            return chunk
+
+    dest = arena / "dest"
+    with pytest.raises(UnsafeArchive, match="expands past"):
+        safe_extract(Counting(data), dest, max_bytes=2 * MB)
+    assert not dest.exists()
+    assert Counting.consumed < len(data) / 3
+
+
+def test_refuses_oversized_compressed_upload(arena: Path) -> None:
+    # Random bytes do not compress: contents exactly at the limit make a larger upload.
+    data = tar_bytes(lambda tar: add_file(tar, "random", os.urandom(MB)))
+    assert len(data) > MB
+    msg = "^upload too large: more than 976.6 KiB compressed"
+    assert_refused(arena, data, msg, max_bytes=MB)
+    assert_refused(arena, data, msg, max_bytes=MB, as_path=True)
+    # Junk after a small valid archive still counts towards the upload size.
+    small = tar_bytes(lambda tar: add_file(tar, "a.txt", b"fine"))
+    assert_refused(arena, small + os.urandom(2 * MB), msg, max_bytes=MB)
+
+
+def test_refuses_garbage(arena: Path) -> None:
+    assert_refused(arena, b"this is not a tarball" * 100, "not a readable tar archive")
+    truncated = tar_bytes(lambda tar: add_file(tar, "f", os.urandom(100_000)))[:5000]
+    assert_refused(arena, truncated, "not a readable tar archive")
+
+
+def test_refuses_plain_tar_traversal(arena: Path) -> None:
+    data = tar_bytes(lambda tar: add_file(tar, "../x", b"x"), compress=False)
+    err = assert_refused(arena, data, "escapes")
+    assert str(err) == 'unsafe upload: member "../x" escapes the build directory'
+
+
+# --------------------------------------------------------------------------- git_description
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "T",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "T",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return proc.stdout.strip()
+
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+
+
+@needs_git
+def test_git_description_clean_and_dirty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert git_description(repo) is None  # not a repository
+
+    git(repo, "init", "-q")
+    write(repo / "app.py", "print(1)\n")
+    assert git_description(repo) is None  # no commits yet
+
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "my commit message\n\nlonger body\nlines")
+    sha = git(repo, "rev-parse", "HEAD")
+    expected = f"build {sha[:12]} my commit message"
+    assert git_description(repo) == expected
+    write(repo / "sub" / "x.txt")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "second")
+    sha = git(repo, "rev-parse", "HEAD")
+    assert git_description(repo / "sub") == f"build {sha[:12]} second"
+
+    (repo / "app.py").write_text("print(2)\n")  # modified
+    assert git_description(repo) is None
+    git(repo, "checkout", "-q", "app.py")
+    write(repo / "untracked.txt")  # untracked also counts as uncommitted
+    assert git_description(repo) is None
+
+
+def test_git_description_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert git_description(tmp_path) is None
+
+
+def test_git_description_missing_directory(tmp_path: Path) -> None:
+    assert git_description(tmp_path / "nope") is None
+
+
+def test_gzip_header_is_deterministic(tmp_path: Path) -> None:
+    write(tmp_path / "src" / "a.txt")
+    buf = io.BytesIO()
+    create_tarball(tmp_path / "src", buf)
+    header = buf.getvalue()[:10]
+    assert header[:2] == b"\x1f\x8b"
+    assert header[4:8] == b"\x00\x00\x00\x00"  # no timestamp
+    assert gzip.decompress(buf.getvalue())

@@ -1,0 +1,113 @@
+import pytest
+
+from shipmate.domain.envs import (
+    KEY_RE,
+    apply_change,
+    describe_change,
+    format_env,
+    parse_assignments,
+    validate_keys,
+)
+from shipmate.domain.errors import InvalidInput
+
+
+def test_parse_assignments_keeps_equals_signs_and_empty_values():
+    assert parse_assignments(["FOO=bar", "URL=postgres://u:p@h/db?a=b", "EMPTY=", "_x1=y"]) == {
+        "FOO": "bar",
+        "URL": "postgres://u:p@h/db?a=b",
+        "EMPTY": "",
+        "_x1": "y",
+    }
+
+
+def test_parse_assignments_last_value_wins():
+    assert parse_assignments(["A=1", "A=2"]) == {"A": "2"}
+
+
+def test_parse_assignments_of_nothing_is_empty():
+    assert parse_assignments([]) == {}
+
+
+@pytest.mark.parametrize("item", ["1FOO=x", "FOO", "=x", "FO-O=x", "FOO BAR=x", " FOO=x", ""])
+def test_parse_assignments_names_the_bad_item(item):
+    with pytest.raises(InvalidInput) as raised:
+        parse_assignments(["GOOD=1", item])
+    assert str(raised.value) == (
+        f'invalid environment assignment "{item}": use KEY=value with KEY of letters, digits and _'
+    )
+
+
+def test_validate_keys_returns_keys_in_order_without_repeats():
+    assert validate_keys(["B", "A", "B", "_c"]) == ["B", "A", "_c"]
+
+
+@pytest.mark.parametrize("key", ["1FOO", "FOO=bar", "", "A-B"])
+def test_validate_keys_names_the_bad_key(key):
+    with pytest.raises(InvalidInput) as raised:
+        validate_keys(["OK", key])
+    assert f'invalid environment key "{key}"' in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_key_re():
+    assert KEY_RE.fullmatch("A_1")
+    assert not KEY_RE.fullmatch("1A")
+
+
+def test_apply_change_merges_and_does_not_mutate():
+    current = {"A": "1", "B": "2"}
+    result = apply_change(current, {"B": "3", "C": "4"})
+    assert result == {"A": "1", "B": "3", "C": "4"}
+    assert current == {"A": "1", "B": "2"}
+
+
+def test_apply_change_unsets_and_ignores_absent_keys():
+    assert apply_change({"A": "1", "B": "2"}, {}, unset=["A", "MISSING"]) == {"B": "2"}
+
+
+def test_apply_change_replace_keeps_only_the_new_set():
+    assert apply_change({"A": "1", "B": "2"}, {"C": "3"}, replace=True) == {"C": "3"}
+
+
+def test_apply_change_replace_minus_unset():
+    assert apply_change({"A": "1"}, {"B": "2", "C": "3"}, unset=["C"], replace=True) == {"B": "2"}
+
+
+def test_apply_change_unset_wins_over_set():
+    assert apply_change({}, {"A": "1"}, unset=["A"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "description"),
+    [
+        ({}, {"FOO": "bar"}, "env add:FOO"),
+        (
+            {"C": "1", "D": "1", "E": "1"},
+            {"B": "1", "A": "1", "C": "2", "E": "1"},
+            "env add:A add:B change:C remove:D",
+        ),
+        ({"Z": "1", "A": "1"}, {}, "env remove:A remove:Z"),
+        ({"B": "1", "A": "1"}, {"B": "2", "A": "2"}, "env change:A change:B"),
+        ({"A": "x"}, {"A": ""}, "env change:A"),
+        ({"A": "1"}, {"B": "1"}, "env add:B remove:A"),
+    ],
+)
+def test_describe_change(old, new, description):
+    assert describe_change(old, new) == description
+
+
+@pytest.mark.parametrize(("old", "new"), [({}, {}), ({"A": "1", "B": ""}, {"B": "", "A": "1"})])
+def test_describe_change_of_nothing_is_none(old, new):
+    assert describe_change(old, new) is None
+
+
+def test_describe_change_of_a_replace():
+    old = {"A": "1", "B": "2"}
+    assert describe_change(old, apply_change(old, {"B": "2", "C": "3"}, replace=True)) == (
+        "env add:C remove:A"
+    )
+
+
+def test_format_env_is_sorted_key_value_lines():
+    assert format_env({"b": "2", "A": "x=y", "C": ""}) == ["A=x=y", "C=", "b=2"]
+    assert format_env({}) == []
