@@ -24,7 +24,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/health":
-            self._reply(200, {"status": "ok"})
+            # HEALTH_FAIL=1 makes a release that never gets healthy: try promoting one
+            # to watch shipmate revert it while the previous release keeps serving.
+            if os.environ.get("HEALTH_FAIL"):
+                self._reply(503, {"status": "failing on purpose (HEALTH_FAIL is set)"})
+            else:
+                self._reply(200, {"status": "ok"})
             return
         self._reply(
             200,
@@ -50,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     # BOOT_DELAY_MS simulates an app that takes time to boot (used by the benchmarks).
     time.sleep(int(os.environ.get("BOOT_DELAY_MS", "0")) / 1000)
+    if os.environ.get("BOOT_FAIL"):
+        print("BOOT_FAIL is set: exiting with code 3 on purpose", flush=True)
+        sys.exit(3)
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "5000"))), Handler)
     server.daemon_threads = True
 

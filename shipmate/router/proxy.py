@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 from collections.abc import Sequence
 from http import HTTPStatus
 
@@ -580,13 +581,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         for app, services in table.snapshot().items():
             for service, backends in services.items():
                 print(f"  {service}.{app}.{router.domain} -> {', '.join(backends)}", flush=True)
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # Handled rather than left to default actions so in-flight requests get to finish.
+            loop.add_signal_handler(signum, done.set)
         try:
-            await asyncio.Event().wait()
+            await done.wait()
         finally:
-            await router.stop(grace=0)
+            await router.stop(grace=5)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

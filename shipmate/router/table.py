@@ -107,6 +107,11 @@ class RouteTable:
         with self._lock:
             return list(self._routes.get((app, service), ()))
 
+    def known(self, app: str, service: str) -> bool:
+        """True once the runtime declared the route, even with no backend yet."""
+        with self._lock:
+            return (app, service) in self._routes
+
     def has_backend(self, app: str, service: str, backend: str) -> bool:
         with self._lock:
             return backend in self._routes.get((app, service), ())

@@ -46,6 +46,11 @@ class DesiredState:
     services: tuple[ServiceSpec, ...]
     deadline: float  # seconds the rollout may take before it counts as failed
 
+    @classmethod
+    def nothing(cls, app: str) -> DesiredState:
+        """No process at all: what an app with no active release runs."""
+        return cls(app, "", "", Path("."), (), 30.0)
+
 
 @dataclass(frozen=True)
 class ProcessInfo:

@@ -178,9 +178,10 @@ class PromotionRun:
             self.advance(State.ROLLBACK)
         try:
             if self.previous is None:
-                await self.ctx.runtime.remove(self.promotion.app, self.emit)
+                desired = DesiredState.nothing(self.promotion.app)
             else:
-                await self.ctx.runtime.apply(desired_state(self.ctx, self.previous), self.emit)
+                desired = desired_state(self.ctx, self.previous)
+            await self.ctx.runtime.apply(desired, self.emit)
         except Exception as exc:
             why = f"{reason}; the revert failed too: {exc}"
             self.advance(State.FAILURE, reason=why, status="running")

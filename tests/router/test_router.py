@@ -29,6 +29,9 @@ HOST = "web.myapp.localhost"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real app server
+    # Headers and body go out in two writes; with Nagle on, each response would wait ~40 ms
+    # for a delayed ACK, which has nothing to do with the router.
+    disable_nagle_algorithm = True
     server: Backend
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -104,7 +107,8 @@ class Backend(ThreadingHTTPServer):
         handler = type("H", (Handler,), {"timeout": idle_timeout})
         super().__init__(("127.0.0.1", 0), handler)
         self.name = name
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # A short poll interval makes shutdown() quick.
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property

@@ -55,7 +55,9 @@ async def wait_healthy(
             raise ProcessExited(process)
         problem = await _probe(client, url, check.timeout)
         if problem is None:
+            process.health_problem = None
             return
+        process.health_problem = f"GET {check.path}: {problem}"
         now = time.monotonic()
         if now - started >= check.grace and now - last_report >= check.interval:
             emit(process.id, f"Unhealthy: GET {check.path}: {problem}")

@@ -40,6 +40,7 @@ class LocalProcess:
     exit_code: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     expected_exit: bool = False
+    health_problem: str | None = None  # the last failed check, while not yet healthy
     _tasks: tuple[asyncio.Task[None], ...] = ()
 
     @property

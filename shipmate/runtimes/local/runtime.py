@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -79,6 +80,8 @@ class LocalRuntime:
         min_healthy = math.ceil(count * spec.minimum / 100)
         if surge == 0 and min_healthy >= count:
             surge = 1  # otherwise no step would be allowed
+        if spec.port is not None and not self.routes.known(desired.app, spec.name):
+            self.routes.set_backends(desired.app, spec.name, ())  # known: 503, not 404
         live = self._live(desired.app, spec.name)
         new = [p for p in live if p.release_id == desired.release_id]
         old = [p for p in live if p.release_id != desired.release_id]
@@ -111,10 +114,7 @@ class LocalRuntime:
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                waiting = ", ".join(sorted(p.id for p in pending.values()))
-                raise RolloutFailed(
-                    "deadline", f"deadline exceeded: {waiting} did not become healthy"
-                )
+                raise RolloutFailed("deadline", _deadline_reason(pending.values(), desired))
             done, _ = await asyncio.wait(
                 pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
@@ -205,3 +205,11 @@ class LocalRuntime:
         await self.wait_stopped()
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+
+def _deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:
+    parts = []
+    for process in sorted(waiting, key=lambda p: p.id):
+        last = f" (last check: {process.health_problem})" if process.health_problem else ""
+        parts.append(f"{process.id}{last}")
+    return f"deadline exceeded: {', '.join(parts)} not healthy within {desired.deadline:g}s"

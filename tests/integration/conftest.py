@@ -1,0 +1,110 @@
+"""A real rack in a temporary SHIPMATE_HOME, driven by the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "hello"
+
+
+def _cli() -> list[str]:
+    found = shutil.which("shipmate")
+    return [found] if found else [sys.executable, "-m", "shipmate.cli.main"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Rack:
+    home: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 180) -> Result:
+        proc = subprocess.run(
+            [*_cli(), *args],
+            env=self.env,
+            cwd=cwd or self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, cwd: Path | None = None) -> str:
+        result = self.run(*args, cwd=cwd)
+        assert result.code == 0, f"shipmate {' '.join(args)} failed:\n{result.out}\n{result.err}"
+        assert result.err == ""
+        return result.out
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*_cli(), *args],
+            env=self.env,
+            cwd=self.home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def info(self) -> dict[str, str]:
+        return json.loads((self.home / "rack.json").read_text())
+
+    def get(self, app: str, path: str = "/", service: str = "web") -> httpx.Response:
+        return httpx.get(
+            self.info["router"] + path, headers={"Host": f"{service}.{app}.localhost"}, timeout=10
+        )
+
+    def releases(self, app: str) -> list[dict[str, object]]:
+        return json.loads(self.ok("releases", "-a", app, "--json"))
+
+    def builds(self, app: str) -> list[dict[str, object]]:
+        return json.loads(self.ok("builds", "-a", app, "--json"))
+
+    def deploy(self, app: str, source: Path = EXAMPLE) -> str:
+        self.ok("apps", "create", app)
+        out = self.ok("deploy", str(source), "-a", app)
+        return out
+
+
+def start_rack(home: Path) -> Rack:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMATE_")}
+    env["SHIPMATE_HOME"] = str(home)
+    rack = Rack(home, env)
+    rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
+    return rack
+
+
+def stop_rack(rack: Rack) -> None:
+    result = rack.run("rack", "stop")
+    if result.code != 0 and (rack.home / "rack.json").exists():
+        os.kill(int(rack.info["pid"]), 9)
+    deadline = time.monotonic() + 5
+    while (rack.home / "rack.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
+    rack = start_rack(tmp_path_factory.mktemp("rack"))
+    try:
+        yield rack
+    finally:
+        stop_rack(rack)
