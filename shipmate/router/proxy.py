@@ -197,8 +197,6 @@ class Router:
                     head = head.lstrip(CRLF)
                     if not head:
                         continue
-                    if not head.endswith(HEAD_END):
-                        head += CRLF
                 self._connections[task] = True
                 try:
                     request = parse_request(head)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ EXAMPLE = ROOT / "examples" / "hello"
 
 
 def _cli() -> list[str]:
-    found = shutil.which("shipmate")
-    return [found] if found else [sys.executable, "-m", "shipmate.cli.main"]
+    # The console script of the environment running the tests, never another one on PATH.
+    script = Path(sys.executable).parent / "shipmate"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "shipmate.cli.main"]
 
 
 @dataclass

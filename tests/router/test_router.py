@@ -566,6 +566,46 @@ def test_stale_kept_alive_connection(table: RouteTable, client: httpx.Client) ->
         backend.stop()
 
 
+def test_upgrade_is_tunnelled(table: RouteTable, router: RouterThread) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def echo_backend() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            seen.append(head)
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+            )
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo_backend, daemon=True)
+    thread.start()
+    table.set_backends("myapp", "web", [f"127.0.0.1:{listener.getsockname()[1]}"])
+    with socket.create_connection(("127.0.0.1", router.router.port), timeout=5) as s:
+        s.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: web.myapp.localhost\r\n"
+            b"Connection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 101")
+        for message in (b"ping", b"pong" * 10000):
+            s.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                got += s.recv(65536)
+            assert got == message
+    thread.join(5)
+    listener.close()
+    assert b"Upgrade: echo" in seen[0] and b"Connection: Upgrade" in seen[0]
+
+
 def test_stop_closes_listener(table: RouteTable) -> None:
     running = RouterThread(table)
     port = running.router.port

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs shipmate into .venv, starts a local rack, deploys the example app, changes its
+# environment, rolls back, and prints the release list. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "ERROR: shipmate needs Python 3.11 or newer as $python (set PYTHON=...)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$python" -m venv .venv 2>/dev/null; then
+    # Debian ships venv separately.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      rm -rf .venv && "$python" -m venv .venv
+    else
+      echo "ERROR: '$python -m venv' failed: install python3-venv (apt-get install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+export PATH="$PWD/.venv/bin:$PATH"
+
+if ! shipmate rack >/dev/null 2>&1; then
+  shipmate rack start --detach
+fi
+shipmate apps info -a hello >/dev/null 2>&1 || shipmate apps create hello
+shipmate deploy examples/hello -a hello
+first=$(shipmate releases -a hello --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+shipmate env set FOO=bar --promote -a hello
+shipmate releases rollback "$first" -a hello
+shipmate releases -a hello
+router=$(shipmate rack | awk '$1 == "Router" {print $2}')
+echo
+echo "The example app answers through the router:"
+curl -s -H "Host: web.hello.localhost" "$router/" || python -c "import urllib.request as u; print(u.urlopen(u.Request('$router/', headers={'Host': 'web.hello.localhost'})).read().decode())"
+echo
+echo "The rack keeps running: try 'export PATH=\$PWD/.venv/bin:\$PATH; shipmate releases -a hello'; stop it with 'shipmate rack stop'."
