@@ -17,6 +17,7 @@ from shipmate.api.auth import load_or_create_token
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
 from shipmate.router.proxy import Router
+from shipmate.router.routes import InProcessRoutes
 from shipmate.router.table import RouteTable
 from shipmate.runtimes.local.runtime import LocalRuntime
 from shipmate.services import builds, promotions
@@ -37,7 +38,7 @@ def build_context(settings: Settings) -> tuple[Context, RouteTable]:
     store = Store(settings.database_url)
     store.migrate()
     routes = RouteTable()
-    runtime = LocalRuntime(settings.home, routes)
+    runtime = LocalRuntime(settings.home, InProcessRoutes(routes))
     notifier = Notifier()
     events = EventLog(store, runtime.name, notifier)
     return Context(settings, store, runtime, notifier, events), routes

@@ -13,7 +13,7 @@ import httpx
 
 from shipmate.builder.python import venv_bin
 from shipmate.domain.ids import new_process_id, release_hash
-from shipmate.router.table import RouteTable
+from shipmate.router.routes import Routes
 from shipmate.runtimes.base import (
     DesiredState,
     EventSink,
@@ -31,7 +31,7 @@ DRAIN_TIMEOUT = 30.0
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, home: Path, routes: RouteTable) -> None:
+    def __init__(self, home: Path, routes: Routes) -> None:
         self.logs_dir = home / "logs"
         self.routes = routes
         self._processes: dict[str, LocalProcess] = {}
@@ -69,7 +69,7 @@ class LocalRuntime:
             raise
         for process in self._live(desired.app):
             if process.service not in wanted:
-                self._begin_stop(process, 10.0, emit)
+                await self._begin_stop(process, 10.0, emit)
 
     async def _roll(
         self, desired: DesiredState, spec: ServiceSpec, emit: EventSink, deadline: float
@@ -80,12 +80,13 @@ class LocalRuntime:
         min_healthy = math.ceil(count * spec.minimum / 100)
         if surge == 0 and min_healthy >= count:
             surge = 1  # otherwise no step would be allowed
-        if spec.port is not None and not self.routes.known(desired.app, spec.name):
-            self.routes.set_backends(desired.app, spec.name, ())  # known: 503, not 404
+        if spec.port is not None:
+            await self.routes.declare(desired.app, spec.name)
         live = self._live(desired.app, spec.name)
         new = [p for p in live if p.release_id == desired.release_id]
         old = [p for p in live if p.release_id != desired.release_id]
-        healthy = {p.id for p in new if p.backend in self.routes.backends(desired.app, spec.name)}
+        routed = await self.routes.backends(desired.app, spec.name)
+        healthy = {p.id for p in new if p.backend in routed}
         if spec.port is None:
             healthy = {p.id for p in new if p.status == "running"}
         pending: dict[asyncio.Future[None], LocalProcess] = {}
@@ -93,7 +94,7 @@ class LocalRuntime:
             if p.id not in healthy:
                 pending[self._watch(p, spec, emit)] = p
         while len(new) > count:  # scaling down within the same release
-            self._begin_stop(new.pop(), spec.termination_grace, emit)
+            await self._begin_stop(new.pop(), spec.termination_grace, emit)
 
         while True:
             starting = min(count - len(new), count + surge - len(new) - len(old))
@@ -106,7 +107,7 @@ class LocalRuntime:
                     pending[self._watch(process, spec, emit)] = process
             removable = len(healthy) + len(old) - min_healthy
             while old and (removable > 0 or count == 0):
-                self._begin_stop(old.pop(0), spec.termination_grace, emit)
+                await self._begin_stop(old.pop(0), spec.termination_grace, emit)
                 removable -= 1
             if not pending and not old:
                 return
@@ -133,7 +134,7 @@ class LocalRuntime:
                     raise exc
                 healthy.add(process.id)
                 if spec.port is not None:
-                    self.routes.add_backend(desired.app, spec.name, process.backend)
+                    await self.routes.add_backend(desired.app, spec.name, process.backend)
                 emit(process.id, "Healthy")
 
     def _watch(
@@ -167,16 +168,16 @@ class LocalRuntime:
     async def _observe_exit(self, process: LocalProcess, emit: EventSink) -> None:
         await process.exited.wait()
         if process.port is not None:
-            self.routes.remove_backend(process.app, process.service, process.backend)
+            await self.routes.remove_backend(process.app, process.service, process.backend)
         if not process.expected_exit:
             emit(process.id, f"Exited with code {process.exit_code}")
 
-    def _begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
+    async def _begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
         # Out of the router at once; SIGTERM only once requests in flight have finished.
         process.status = "stopping"
         process.expected_exit = True
         if process.port is not None:
-            self.routes.remove_backend(process.app, process.service, process.backend)
+            await self.routes.remove_backend(process.app, process.service, process.backend)
         emit(process.id, "Stopping")
         task = asyncio.ensure_future(self._stop(process, grace, emit))
         self._stopping.add(task)
@@ -189,9 +190,9 @@ class LocalRuntime:
         self._processes.pop(process.id, None)
 
     async def remove(self, app: str, emit: EventSink) -> None:
-        self.routes.remove_app(app)
+        await self.routes.remove_app(app)
         for process in self._live(app):
-            self._begin_stop(process, 10.0, emit)
+            await self._begin_stop(process, 10.0, emit)
         await self.wait_stopped()
 
     async def wait_stopped(self) -> None:
@@ -201,7 +202,7 @@ class LocalRuntime:
     async def shutdown(self) -> None:
         for process in list(self._processes.values()):
             if process.alive:
-                self._begin_stop(process, 10.0, lambda obj, msg: None)
+                await self._begin_stop(process, 10.0, lambda obj, msg: None)
         await self.wait_stopped()
         with contextlib.suppress(Exception):
             await self._client.aclose()
