@@ -9,7 +9,7 @@ the engine reports into the same events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +45,8 @@ class DesiredState:
     directory: Path
     services: tuple[ServiceSpec, ...]
     deadline: float  # seconds the rollout may take before it counts as failed
+    # A restart: processes of this release started before this moment are replaced too.
+    restart_before: datetime | None = None
 
     @classmethod
     def nothing(cls, app: str) -> DesiredState:
@@ -69,6 +71,19 @@ class EventSink(Protocol):
     def __call__(self, obj: str, message: str) -> None: ...
 
 
+class AppEventSink(Protocol):
+    """Where a runtime reports what happens outside any promotion (crashes, restarts)."""
+
+    def __call__(self, app: str, obj: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LogSource:
+    process_id: str
+    service: str
+    path: Path  # lines of "<RFC 3339 with fraction> <output line>"
+
+
 class RolloutFailed(Exception):
     """The new processes did not all become healthy; kind is "deadline" or "error"."""
 
@@ -89,6 +104,20 @@ class Runtime(Protocol):
 
     async def remove(self, app: str, emit: EventSink) -> None:
         """Stop every process of the app and forget its routes."""
+
+    async def adopt(self) -> list[ProcessInfo]:
+        """After a rack restart: take charge again of the processes that kept running."""
+
+    async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
+        """Stop one process; the runtime replaces it if the app still wants it."""
+
+    def run(
+        self, desired: DesiredState, service: str, command: str
+    ) -> AsyncIterator[tuple[str, str | int]]:
+        """A one-off process: ("line", text) for each line of output, then ("exit", code)."""
+
+    def log_sources(self, app: str) -> list[LogSource]:
+        """Output files of the app's processes, running or recently exited."""
 
     async def shutdown(self) -> None:
         """Stop everything this runtime started."""

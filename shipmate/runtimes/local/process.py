@@ -1,28 +1,39 @@
-"""One app process on this machine: spawn, output capture, health, stop."""
+"""One app process on this machine, run by a shim that outlives the rack."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from shipmate.domain.humanize import utcnow
 from shipmate.runtimes.base import ProcessInfo
+from shipmate.runtimes.local.shim import proc_start_time
 
 # Variables of the rack's own environment that a process needs to run at all; everything
 # else a process sees comes from its release, as on Heroku and Convox.
-INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+SPAWN_TIMEOUT = 10.0
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _alive(pid: int | None, start: int | None) -> bool:
+    """True when `pid` runs and is the process that started at `start` (not a reused PID)."""
+    return pid is not None and start is not None and proc_start_time(pid) == start
 
 
 @dataclass
@@ -33,19 +44,20 @@ class LocalProcess:
     release_id: str
     command: str
     port: int | None
-    log_path: Path
+    directory: Path  # the shim's directory: meta.json, state.json, output.log
     started_at: datetime = field(default_factory=utcnow)
-    proc: asyncio.subprocess.Process | None = None
+    oneoff: bool = False
     status: str = "starting"  # starting, running, stopping, exited
+    pid: int | None = None
+    pid_start: int | None = None
+    shim_pid: int | None = None
+    shim_start: int | None = None
     exit_code: int | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
     expected_exit: bool = False
     health_problem: str | None = None  # the last failed check, while not yet healthy
-    _tasks: tuple[asyncio.Task[None], ...] = ()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    _shim: subprocess.Popen[bytes] | None = None
+    _poller: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -54,6 +66,10 @@ class LocalProcess:
     @property
     def backend(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "output.log"
 
     def info(self) -> ProcessInfo:
         return ProcessInfo(
@@ -68,7 +84,26 @@ class LocalProcess:
             command=self.command,
         )
 
-    async def spawn(self, cwd: Path, env: dict[str, str], venv_bin: Path | None) -> None:
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app": self.app,
+            "service": self.service,
+            "release": self.release_id,
+            "command": self.command,
+            "port": self.port,
+            "started": self.started_at.isoformat(),
+            "oneoff": self.oneoff,
+        }
+
+    async def spawn(
+        self,
+        cwd: Path,
+        env: dict[str, str],
+        venv_bin: Path | None,
+        grace: float,
+        log_cap: int,
+    ) -> None:
         base = {k: os.environ[k] for k in INHERITED if k in os.environ}
         base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         if venv_bin is not None:
@@ -78,41 +113,139 @@ class LocalProcess:
         full = {**base, **env}
         if self.port is not None:
             full["PORT"] = str(self.port)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # A session of its own, so a stop signal reaches the command's children too.
-        self.proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            self.command,
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "meta.json").write_text(json.dumps(self._meta()))
+        shim_log = (self.directory / "shim.log").open("ab")
+        # The shim runs in a session of its own, with no pipe to the rack, so that it and
+        # the app survive the rack; PYTHONPATH lets it import shipmate from any checkout.
+        shim_env = {**full, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+        self._shim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shipmate.runtimes.local.shim",
+                "--dir",
+                str(self.directory),
+                "--grace",
+                str(grace),
+                "--log-cap",
+                str(log_cap),
+                "--",
+                "/bin/sh",
+                "-c",
+                self.command,
+            ],
             cwd=str(cwd),
-            env=full,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            env=shim_env,
+            stdin=subprocess.DEVNULL,
+            stdout=shim_log,
+            stderr=shim_log,
             start_new_session=True,
         )
+        shim_log.close()
+        self.shim_pid = self._shim.pid
+        state = await self._wait_state()
+        self.pid = state["pid"]
+        self.pid_start = state["pid_start"]
+        self.shim_start = state["shim_start"]
         self.status = "running"
+        self._watch()
+
+    async def _wait_state(self) -> dict[str, Any]:
+        path = self.directory / "state.json"
         loop = asyncio.get_running_loop()
-        self._tasks = (loop.create_task(self._pump()), loop.create_task(self._wait()))
+        deadline = loop.time() + SPAWN_TIMEOUT
+        while loop.time() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                return dict(json.loads(path.read_text()))
+            if self._shim is not None and self._shim.poll() is not None:
+                raise RuntimeError(
+                    f"the shim of {self.id} exited with code {self._shim.returncode}"
+                )
+            await asyncio.sleep(0.005)
+        raise RuntimeError(f"the shim of {self.id} did not start within {SPAWN_TIMEOUT:g}s")
 
-    async def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        with self.log_path.open("ab") as log:
-            while line := await self.proc.stdout.readline():
-                log.write(line)
-                log.flush()
+    @classmethod
+    def adopt(cls, directory: Path) -> LocalProcess | None:
+        """The process a shim in `directory` still runs, or None when it is gone."""
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            state = json.loads((directory / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if state.get("status") == "exited" or not _alive(
+            state.get("shim_pid"), state.get("shim_start")
+        ):
+            return None
+        process = cls(
+            id=meta["id"],
+            app=meta["app"],
+            service=meta["service"],
+            release_id=meta["release"],
+            command=meta["command"],
+            port=meta["port"],
+            directory=directory,
+            started_at=datetime.fromisoformat(meta["started"]),
+            oneoff=meta.get("oneoff", False),
+            status="stopping" if state["status"] == "stopping" else "running",
+            pid=state["pid"],
+            pid_start=state["pid_start"],
+            shim_pid=state["shim_pid"],
+            shim_start=state["shim_start"],
+        )
+        process.expected_exit = process.status == "stopping"
+        process._watch()
+        return process
 
-    async def _wait(self) -> None:
-        assert self.proc is not None
-        self.exit_code = await self.proc.wait()
+    def _watch(self) -> None:
+        """Learn of the shim's exit at once, child of ours or adopted (a pidfd does both)."""
+        assert self.shim_pid is not None
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(self.shim_pid)
+        except (OSError, AttributeError):
+            self._poller = loop.create_task(self._poll_exit())
+            return
+
+        def on_exit() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._finish()
+
+        loop.add_reader(fd, on_exit)
+
+    async def _poll_exit(self) -> None:
+        while _alive(self.shim_pid, self.shim_start) and (
+            self._shim is None or self._shim.poll() is None
+        ):
+            await asyncio.sleep(0.2)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._shim is not None:
+            self._shim.poll()  # reap our child
+        try:
+            state = json.loads((self.directory / "state.json").read_text())
+            self.exit_code = state.get("exit_code")
+        except (OSError, ValueError):
+            self.exit_code = None
+        if self.exit_code is None:
+            self.exit_code = 137  # the shim itself was killed: the app went with it
         self.status = "exited"
         self.exited.set()
 
     def signal(self, sig: int) -> None:
-        if self.proc is None or not self.alive:
+        if not self.alive:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+        if sig == signal.SIGTERM and self.shim_pid is not None:
+            # The shim forwards it, then escalates to SIGKILL after the grace period.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.shim_pid, sig)
+            return
+        if _alive(self.pid, self.pid_start):
+            assert self.pid is not None
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
 
     async def stop(self, grace: float) -> str:
         """SIGTERM, then SIGKILL after `grace` seconds; says how it ended."""
@@ -120,9 +253,14 @@ class LocalProcess:
         self.status = "stopping"
         self.signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.exited.wait(), timeout=grace)
-            return f"Stopped (exit code {self.exit_code})"
+            await asyncio.wait_for(self.exited.wait(), timeout=grace + 5)
         except TimeoutError:
+            # The shim is stuck or gone: kill the app's process group and the shim directly.
             self.signal(signal.SIGKILL)
+            if self.shim_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.shim_pid, signal.SIGKILL)
             await self.exited.wait()
+        if self.exit_code in (137, -9):
             return f"Killed after {grace:g}s termination grace"
+        return f"Stopped (exit code {self.exit_code})"

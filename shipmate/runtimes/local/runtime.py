@@ -1,59 +1,127 @@
-"""The local runtime: app processes on this machine, rolled by health checks."""
+"""The local runtime: app processes on this machine, rolled by health checks.
+
+Every process runs under a shim (shim.py) in `SHIPMATE_HOME/run/<app>/<process id>/`, so the
+rack can stop or crash while apps keep serving; `adopt` takes them back at the next start.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import math
+import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import httpx
 
 from shipmate.builder.python import venv_bin
+from shipmate.domain.errors import NotFound
 from shipmate.domain.ids import new_process_id, release_hash
 from shipmate.router.routes import Routes
 from shipmate.runtimes.base import (
+    AppEventSink,
     DesiredState,
     EventSink,
+    LogSource,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
 )
 from shipmate.runtimes.local.health import ProcessExited, wait_healthy
 from shipmate.runtimes.local.process import LocalProcess, free_port
+from shipmate.runtimes.local.shim import DEFAULT_LOG_CAP
 
 # How long a stopping process may take to finish requests already routed to it.
 DRAIN_TIMEOUT = 30.0
+# Restart backoff after a crash: 1 s, 2 s, 4 s, ... up to this; reset after a quiet minute.
+MAX_BACKOFF = 30.0
+QUIET_RESET = 60.0
+# Exited processes whose output is kept for `logs`, per app.
+KEEP_EXITED = 50
+# A replacement (after a crash or `ps stop`) that is not healthy by then is given up on.
+REPLACE_DEADLINE = 120.0
+
+
+def _quiet(app: str, obj: str, message: str) -> None:
+    return None
 
 
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, home: Path, routes: Routes) -> None:
-        self.logs_dir = home / "logs"
+    def __init__(
+        self,
+        home: Path,
+        routes: Routes,
+        events: AppEventSink = _quiet,
+        log_cap: int = DEFAULT_LOG_CAP,
+    ) -> None:
+        self.run_dir = home / "run"
         self.routes = routes
+        self.events = events
+        self.log_cap = log_cap
         self._processes: dict[str, LocalProcess] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._desired: dict[str, DesiredState] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._crashes: dict[tuple[str, str], tuple[int, float]] = {}
         self._client = httpx.AsyncClient()
+
+    def _lock(self, app: str) -> asyncio.Lock:
+        return self._locks.setdefault(app, asyncio.Lock())
+
+    def _spawn(self, work: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # observation
     async def processes(self, app: str) -> list[ProcessInfo]:
-        return [p.info() for p in self._processes.values() if p.app == app]
+        return [p.info() for p in self._processes.values() if p.app == app and p.alive]
 
     def _live(self, app: str, service: str | None = None) -> list[LocalProcess]:
         return [
             p
             for p in self._processes.values()
             if p.app == app
+            and not p.oneoff
             and (service is None or p.service == service)
             and p.alive
             and p.status != "stopping"
         ]
 
+    def log_sources(self, app: str) -> list[LogSource]:
+        sources = []
+        for directory in sorted((self.run_dir / app).glob("*/")):
+            service = directory.name.split("-", 1)[0]
+            for name in ("output.log.1", "output.log"):
+                if (directory / name).exists():
+                    sources.append(LogSource(directory.name, service, directory / name))
+        return sources
+
+    # adoption
+    async def adopt(self) -> list[ProcessInfo]:
+        adopted = []
+        for directory in sorted(self.run_dir.glob("*/*/")):
+            if directory.name in self._processes:
+                continue
+            process = LocalProcess.adopt(directory)
+            if process is None:
+                continue
+            self._processes[process.id] = process
+            self._spawn(self._observe_exit(process))
+            adopted.append(process.info())
+        return adopted
+
     # desired state
     async def apply(self, desired: DesiredState, emit: EventSink) -> None:
+        async with self._lock(desired.app):
+            await self._apply(desired, emit)
+            self._desired[desired.app] = desired
+
+    async def _apply(self, desired: DesiredState, emit: EventSink) -> None:
         deadline = time.monotonic() + desired.deadline
         wanted = {s.name for s in desired.services}
         rollouts = [
@@ -71,31 +139,62 @@ class LocalRuntime:
             if process.service not in wanted:
                 await self._begin_stop(process, 10.0, emit)
 
+    def _is_current(self, process: LocalProcess, desired: DesiredState) -> bool:
+        if process.release_id != desired.release_id:
+            return False
+        return desired.restart_before is None or process.started_at >= desired.restart_before
+
     async def _roll(
         self, desired: DesiredState, spec: ServiceSpec, emit: EventSink, deadline: float
     ) -> None:
         """A rolling update of one service, bounded by maximum and minimum."""
         count = spec.count
-        surge = max(0, math.floor(count * spec.maximum / 100) - count)
-        min_healthy = math.ceil(count * spec.minimum / 100)
-        if surge == 0 and min_healthy >= count:
-            surge = 1  # otherwise no step would be allowed
         if spec.port is not None:
             await self.routes.declare(desired.app, spec.name)
         live = self._live(desired.app, spec.name)
-        new = [p for p in live if p.release_id == desired.release_id]
-        old = [p for p in live if p.release_id != desired.release_id]
-        routed = await self.routes.backends(desired.app, spec.name)
-        healthy = {p.id for p in new if p.backend in routed}
+        new = [p for p in live if self._is_current(p, desired)]
+        old = [p for p in live if not self._is_current(p, desired)]
         if spec.port is None:
-            healthy = {p.id for p in new if p.status == "running"}
+            healthy = {p.id for p in new}
+        else:
+            routed = set(await self.routes.backends(desired.app, spec.name))
+            healthy = {p.id for p in new if p.backend in routed}
         pending: dict[asyncio.Future[None], LocalProcess] = {}
         for p in new:
             if p.id not in healthy:
                 pending[self._watch(p, spec, emit)] = p
         while len(new) > count:  # scaling down within the same release
-            await self._begin_stop(new.pop(), spec.termination_grace, emit)
+            extra = new.pop()
+            healthy.discard(extra.id)
+            for future, process in list(pending.items()):
+                if process is extra:
+                    future.cancel()
+                    del pending[future]
+            await self._begin_stop(extra, spec.termination_grace, emit)
+        if len(new) == count and not old and not pending and count:
+            return
+        try:
+            await self._converge(desired, spec, emit, deadline, new, old, healthy, pending)
+        finally:
+            for future in pending:
+                future.cancel()
 
+    async def _converge(
+        self,
+        desired: DesiredState,
+        spec: ServiceSpec,
+        emit: EventSink,
+        deadline: float,
+        new: list[LocalProcess],
+        old: list[LocalProcess],
+        healthy: set[str],
+        pending: dict[asyncio.Future[None], LocalProcess],
+    ) -> None:
+        count = spec.count
+        surge = max(0, math.floor(count * spec.maximum / 100) - count)
+        min_healthy = math.ceil(count * spec.minimum / 100)
+        if surge == 0 and min_healthy >= count:
+            surge = 1  # otherwise no step would be allowed
         while True:
             starting = min(count - len(new), count + surge - len(new) - len(old))
             if starting > 0:
@@ -106,9 +205,14 @@ class LocalRuntime:
                     new.append(process)
                     pending[self._watch(process, spec, emit)] = process
             removable = len(healthy) + len(old) - min_healthy
+            stopping = []
             while old and (removable > 0 or count == 0):
-                await self._begin_stop(old.pop(0), spec.termination_grace, emit)
+                stopping.append(old.pop(0))
                 removable -= 1
+            if stopping:
+                await asyncio.gather(
+                    *(self._begin_stop(p, spec.termination_grace, emit) for p in stopping)
+                )
             if not pending and not old:
                 return
             if not pending:
@@ -123,8 +227,6 @@ class LocalRuntime:
                 process = pending.pop(future)
                 exc = future.exception()
                 if isinstance(exc, ProcessExited):
-                    for other in pending:
-                        other.cancel()
                     raise RolloutFailed(
                         "error",
                         f"process {process.id} exited with code {process.exit_code} "
@@ -143,34 +245,114 @@ class LocalRuntime:
         return asyncio.ensure_future(wait_healthy(process, spec.health, self._client, emit))
 
     async def _start(
-        self, desired: DesiredState, spec: ServiceSpec, emit: EventSink
+        self,
+        desired: DesiredState,
+        spec: ServiceSpec,
+        emit: EventSink,
+        command: str | None = None,
+        oneoff: bool = False,
     ) -> LocalProcess:
         process_id = new_process_id(spec.name, desired.release_id)
-        while process_id in self._processes:  # the random suffix is short
+        while process_id in self._processes or (self.run_dir / desired.app / process_id).exists():
             process_id = new_process_id(spec.name, desired.release_id)
         process = LocalProcess(
             id=process_id,
             app=desired.app,
             service=spec.name,
             release_id=desired.release_id,
-            command=spec.command,
-            port=free_port() if spec.port is not None else None,
-            log_path=self.logs_dir / desired.app / f"{process_id}.log",
+            command=command or spec.command,
+            port=free_port() if spec.port is not None or oneoff else None,
+            directory=self.run_dir / desired.app / process_id,
+            oneoff=oneoff,
         )
         self._processes[process.id] = process
-        emit(f"{spec.name}-{release_hash(desired.release_id)}", f"Created process: {process.id}")
-        await process.spawn(desired.directory, dict(spec.environment), venv_bin(desired.directory))
-        where = f", port {process.port}" if process.port is not None else ""
-        emit(process.id, f"Started process (pid {process.pid}{where})")
-        asyncio.get_running_loop().create_task(self._observe_exit(process, emit))
+        if not oneoff:
+            emit(
+                f"{spec.name}-{release_hash(desired.release_id)}", f"Created process: {process.id}"
+            )
+        try:
+            await process.spawn(
+                desired.directory,
+                dict(spec.environment),
+                venv_bin(desired.directory),
+                spec.termination_grace,
+                self.log_cap,
+            )
+        except BaseException:
+            self._processes.pop(process.id, None)
+            raise
+        if not oneoff:
+            where = f", port {process.port}" if process.port is not None else ""
+            emit(process.id, f"Started process (pid {process.pid}{where})")
+            self._spawn(self._observe_exit(process))
+        self._prune(desired.app)
         return process
 
-    async def _observe_exit(self, process: LocalProcess, emit: EventSink) -> None:
+    def _prune(self, app: str) -> None:
+        exited = [
+            d
+            for d in (self.run_dir / app).glob("*/")
+            if d.name not in self._processes or not self._processes[d.name].alive
+        ]
+        exited.sort(key=lambda d: d.stat().st_mtime)
+        for directory in exited[:-KEEP_EXITED]:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    async def _observe_exit(self, process: LocalProcess) -> None:
         await process.exited.wait()
         if process.port is not None:
             await self.routes.remove_backend(process.app, process.service, process.backend)
-        if not process.expected_exit:
-            emit(process.id, f"Exited with code {process.exit_code}")
+        if process.expected_exit:
+            return
+        self.events(process.app, process.id, f"Exited with code {process.exit_code}")
+        desired = self._desired.get(process.app)
+        if desired is None or desired.release_id != process.release_id:
+            return  # not part of what the app runs (a rollout handles its own failures)
+        key = (process.app, process.service)
+        attempts, last = self._crashes.get(key, (0, 0.0))
+        now = time.monotonic()
+        if now - last > QUIET_RESET:
+            attempts = 0
+        delay = min(MAX_BACKOFF, 2.0**attempts)
+        self._crashes[key] = (attempts + 1, now)
+        self.events(
+            process.app,
+            process.service,
+            f"Restarting {process.id} in {delay:g}s (crash {attempts + 1} in a row)",
+        )
+        await asyncio.sleep(delay)
+        await self._replenish(process.app, process.service)
+
+    async def _replenish(self, app: str, service: str) -> None:
+        """Start what the app's current desired state misses for one service."""
+        async with self._lock(app):
+            desired = self._desired.get(app)
+            if desired is None:
+                return
+            spec = next((s for s in desired.services if s.name == service), None)
+            if spec is None:
+                return
+
+            def emit(obj: str, message: str) -> None:
+                self.events(app, obj, message)
+
+            replacement = DesiredState(
+                desired.app,
+                desired.release_id,
+                desired.build_id,
+                desired.directory,
+                (spec,),
+                REPLACE_DEADLINE,
+            )
+            try:
+                await self._apply_service(replacement, spec, emit)
+            except RolloutFailed as failure:
+                emit(service, f"Could not replace a process: {failure.reason}")
+
+    async def _apply_service(
+        self, desired: DesiredState, spec: ServiceSpec, emit: EventSink
+    ) -> None:
+        await self._roll(desired, spec, emit, time.monotonic() + desired.deadline)
 
     async def _begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
         # Out of the router at once; SIGTERM only once requests in flight have finished.
@@ -180,8 +362,8 @@ class LocalRuntime:
             await self.routes.remove_backend(process.app, process.service, process.backend)
         emit(process.id, "Stopping")
         task = asyncio.ensure_future(self._stop(process, grace, emit))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
         if process.port is not None:
@@ -189,23 +371,79 @@ class LocalRuntime:
         emit(process.id, await process.stop(grace))
         self._processes.pop(process.id, None)
 
+    async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
+        process = self._processes.get(process_id)
+        if process is None or process.app != app or not process.alive:
+            raise NotFound(f"no such process: {process_id} (app {app}); see `shipmate ps`")
+        desired = self._desired.get(app)
+        spec = None
+        if desired is not None:
+            spec = next((s for s in desired.services if s.name == process.service), None)
+        await self._begin_stop(process, spec.termination_grace if spec else 10.0, emit)
+        if not process.oneoff:
+            self._spawn(self._replenish(app, process.service))
+
+    async def run(
+        self, desired: DesiredState, service: str, command: str
+    ) -> AsyncIterator[tuple[str, str | int]]:
+        spec = next((s for s in desired.services if s.name == service), None)
+        if spec is None:
+            known = ", ".join(s.name for s in desired.services)
+            raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
+        process = await self._start(desired, spec, _silent, command=command, oneoff=True)
+        offset = 0
+        try:
+            while True:
+                finished = not process.alive
+                lines, offset = _read_new(process.log_path, offset)
+                for line in lines:
+                    yield "line", line.split(" ", 1)[1] if " " in line else ""
+                if finished:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.exited.wait(), timeout=0.1)
+            yield "exit", process.exit_code if process.exit_code is not None else 1
+        finally:
+            if process.alive:
+                await process.stop(spec.termination_grace)
+            self._processes.pop(process.id, None)
+
     async def remove(self, app: str, emit: EventSink) -> None:
-        await self.routes.remove_app(app)
-        for process in self._live(app):
-            await self._begin_stop(process, 10.0, emit)
-        await self.wait_stopped()
+        async with self._lock(app):
+            self._desired.pop(app, None)
+            await self.routes.remove_app(app)
+            for process in [p for p in self._processes.values() if p.app == app and p.alive]:
+                await self._begin_stop(process, 10.0, emit)
+            await self.wait_stopped()
+        shutil.rmtree(self.run_dir / app, ignore_errors=True)
 
     async def wait_stopped(self) -> None:
-        while self._stopping:
-            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def shutdown(self) -> None:
-        for process in list(self._processes.values()):
-            if process.alive:
-                await self._begin_stop(process, 10.0, lambda obj, msg: None)
-        await self.wait_stopped()
+        """The rack is stopping: leave the apps running (their shims keep them) and let go."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*list(self._background), return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+
+def _silent(obj: str, message: str) -> None:
+    return None
+
+
+def _read_new(path: Path, offset: int) -> tuple[list[str], int]:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    text = data[:end].decode("utf-8", "replace")
+    return text.splitlines(), offset + end
 
 
 def _deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:
