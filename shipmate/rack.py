@@ -16,9 +16,10 @@ from shipmate.api.app import create_api
 from shipmate.api.auth import load_or_create_token
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
-from shipmate.router.proxy import Router
-from shipmate.router.routes import InProcessRoutes
-from shipmate.router.table import RouteTable
+from shipmate.router import remote as router_daemon
+from shipmate.router.daemon import Paths as RouterPaths
+from shipmate.router.remote import RemoteRoutes
+from shipmate.router.routes import Routes
 from shipmate.runtimes.local.runtime import LocalRuntime
 from shipmate.services import builds, promotions
 from shipmate.services.context import Context
@@ -33,28 +34,27 @@ def split_address(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def build_context(settings: Settings) -> tuple[Context, RouteTable]:
+def build_context(settings: Settings, routes: Routes) -> Context:
     settings.home.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url)
     store.migrate()
-    routes = RouteTable()
-    runtime = LocalRuntime(settings.home, InProcessRoutes(routes))
+    runtime = LocalRuntime(settings.home, routes)
     notifier = Notifier()
     events = EventLog(store, runtime.name, notifier)
-    return Context(settings, store, runtime, notifier, events), routes
+    return Context(settings, store, runtime, notifier, events)
 
 
 async def serve(settings: Settings, api_address: str, router_address: str) -> None:
-    ctx, routes = build_context(settings)
+    # The router is a daemon of its own (shipmate/router/daemon.py): adopted when one already
+    # serves this SHIPMATE_HOME, so requests never stop while the rack restarts.
+    router_paths = RouterPaths(settings.home)
+    routes = RemoteRoutes(router_paths.socket)
+    ctx = build_context(settings, routes)
     token = load_or_create_token(settings.token_file)
-    router_host, router_port = split_address(router_address)
-    router = Router(routes, host=router_host, port=router_port)
-    try:
-        await router.start()
-    except OSError as exc:
-        raise ShipmateError(
-            f"cannot listen on {router_address} for the router: {exc.strerror}"
-        ) from None
+    router, adopted = await asyncio.to_thread(router_daemon.ensure, router_paths, router_address)
+    log.info(
+        "router %s at %s (pid %d)", "adopted" if adopted else "started", router.url, router.pid
+    )
     ctx.router_url = router.url
     api_host, api_port = split_address(api_address)
     # Our own socket, so that port 0 works and rack.json names the port actually bound.
@@ -63,7 +63,8 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     try:
         sock.bind((api_host, api_port))
     except OSError as exc:
-        await router.stop()
+        if not adopted:
+            await asyncio.to_thread(router_daemon.stop, router_paths)
         raise ShipmateError(f"cannot listen on {api_address} for the API: {exc.strerror}") from None
     api_port = sock.getsockname()[1]
     config = uvicorn.Config(
@@ -79,6 +80,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     builds.fail_unfinished(ctx)
     recovery = ctx.spawn(promotions.recover(ctx))
+    ctx.spawn(router_daemon.supervise(router_paths, router.url))
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
@@ -93,7 +95,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
             task.cancel()
         await asyncio.gather(*ctx.tasks, return_exceptions=True)
         await ctx.runtime.shutdown()
-        await router.stop()
+        await routes.aclose()
         ctx.store.close()
 
 

