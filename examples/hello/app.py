@@ -49,7 +49,8 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(200, {"release": os.environ.get("RELEASE"), "received": len(body)})
 
     def log_message(self, format: str, *args: object) -> None:
-        sys.stdout.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
+        if self.path != "/health":  # health checks every few seconds would drown the rest
+            sys.stdout.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
 
 
 def main() -> None:

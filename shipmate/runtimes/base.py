@@ -47,6 +47,7 @@ class DesiredState:
     deadline: float  # seconds the rollout may take before it counts as failed
     # A restart: processes of this release started before this moment are replaced too.
     restart_before: datetime | None = None
+    restart_services: tuple[str, ...] = ()  # which services restart_before applies to; () = all
 
     @classmethod
     def nothing(cls, app: str) -> DesiredState:

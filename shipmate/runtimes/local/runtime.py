@@ -142,7 +142,11 @@ class LocalRuntime:
     def _is_current(self, process: LocalProcess, desired: DesiredState) -> bool:
         if process.release_id != desired.release_id:
             return False
-        return desired.restart_before is None or process.started_at >= desired.restart_before
+        if desired.restart_before is None:
+            return True
+        if desired.restart_services and process.service not in desired.restart_services:
+            return True
+        return process.started_at >= desired.restart_before
 
     async def _roll(
         self, desired: DesiredState, spec: ServiceSpec, emit: EventSink, deadline: float

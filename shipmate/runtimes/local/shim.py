@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
     code = child.wait()
+    # What the command left behind in its process group (the shell's children when the shell
+    # itself was killed, daemons) dies with it, or it would run on unsupervised.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
     # A daemon the command left behind may hold the pipe open: don't wait on it for long.
     reader.join(timeout=2)
     # A process killed by a signal reports -N; shells say 128+N, which is what users know.
