@@ -193,8 +193,17 @@ async def release_manifest(app: AppDep, release_id: str, ctx: Ctx) -> Response:
     status_code=202,
     tags=["releases"],
 )
-async def promote(app: AppDep, release_id: str, body: PromoteIn, ctx: Ctx) -> StartedOut:
-    started = releases.promote(ctx, app.name, release_id, body.wait)
+async def promote(
+    app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
+) -> StartedOut:
+    def attempt() -> releases.Started:
+        return releases.promote(ctx, app.name, release_id, body.wait)
+
+    started = (
+        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
+        if body.wait_for_lock
+        else attempt()
+    )
     return StartedOut(
         release=ReleaseOut.of(started.release, active=False),
         promotion=PromotionOut.of(started.promotion),
@@ -207,8 +216,17 @@ async def promote(app: AppDep, release_id: str, body: PromoteIn, ctx: Ctx) -> St
     status_code=202,
     tags=["releases"],
 )
-async def rollback(app: AppDep, release_id: str, body: PromoteIn, ctx: Ctx) -> StartedOut:
-    started = releases.rollback(ctx, app.name, release_id, body.wait)
+async def rollback(
+    app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
+) -> StartedOut:
+    def attempt() -> releases.Started:
+        return releases.rollback(ctx, app.name, release_id, body.wait)
+
+    started = (
+        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
+        if body.wait_for_lock
+        else attempt()
+    )
     return StartedOut(
         release=ReleaseOut.of(started.release, active=False),
         promotion=PromotionOut.of(started.promotion),

@@ -144,6 +144,11 @@ class EnvChangeOut(BaseModel):
 
 class PromoteIn(BaseModel):
     wait: float | None = Field(default=None, gt=0, description="deadline in seconds")
+    wait_for_lock: bool = Field(
+        default=False,
+        description="while another promotion of the app runs, wait for it to finish and then "
+        "start, instead of answering 409",
+    )
 
 
 class StartedOut(BaseModel):

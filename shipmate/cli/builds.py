@@ -10,7 +10,15 @@ import click
 
 from shipmate.builder.archive import create_tarball, git_description
 from shipmate.cli.client import Client, CliError
-from shipmate.cli.common import app_name, app_option, client, json_option, promote, wait_option
+from shipmate.cli.common import (
+    app_name,
+    app_option,
+    client,
+    json_option,
+    promote,
+    wait_for_lock_option,
+    wait_option,
+)
 from shipmate.cli.output import elapsed, keyvalues, print_json, relative, table
 
 
@@ -67,12 +75,19 @@ def build_cmd(directory: Path, app: str | None, description: str | None) -> None
 @app_option
 @click.option("-d", "--description", default=None, help="Description of the build.")
 @wait_option
-def deploy(directory: Path, app: str | None, description: str | None, wait: float | None) -> None:
+@wait_for_lock_option
+def deploy(
+    directory: Path,
+    app: str | None,
+    description: str | None,
+    wait: float | None,
+    wait_for_lock: bool,
+) -> None:
     """Build DIR (default .) and promote the new release."""
     api = client()
     name = app_name(app)
     build = run_build(api, name, directory, description)
-    promote(api, name, build["release"], wait)
+    promote(api, name, build["release"], wait, wait_for_lock)
 
 
 @click.group("builds", invoke_without_command=True)

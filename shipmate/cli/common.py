@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 
 from shipmate.cli.client import Client, CliError
 from shipmate.domain.promotion import Promotion, State, failure_message
@@ -36,6 +38,14 @@ def wait_option(f: F) -> F:
         default=None,
         metavar="SECONDS",
         help="Deadline of the promotion before it reverts (default: the manifest's, 120).",
+    )(f)
+
+
+def wait_for_lock_option(f: F) -> F:
+    return click.option(
+        "--wait-for-lock",
+        is_flag=True,
+        help="If another promotion of the app is running, wait for it to finish, then start.",
     )(f)
 
 
@@ -74,8 +84,36 @@ def follow_promotion(api: Client, app: str, promotion_id: str) -> dict[str, Any]
     return final
 
 
-def promote(api: Client, app: str, release_id: str, wait: float | None) -> None:
+_BUSY = re.compile(r"app \S+ is updating \(promotion of (\S+) in progress\)")
+
+
+def start_promotion(
+    api: Client, path: str, wait: float | None, wait_for_lock: bool
+) -> dict[str, Any]:
+    """POST a promote or rollback; with `wait_for_lock`, wait out a running promotion first."""
+    try:
+        started: dict[str, Any] = api.post(path, json={"wait": wait})
+        return started
+    except CliError as exc:
+        busy = _BUSY.fullmatch(str(exc))
+        if not wait_for_lock or busy is None:
+            raise
+    click.echo(f"Waiting for the promotion of {busy.group(1)} to finish...")
+    # The rack answers once it has started ours, however long the running one takes.
+    started = api.post(
+        path,
+        json={"wait": wait, "wait_for_lock": True},
+        timeout=httpx.Timeout(60.0, read=None),
+    )
+    return started
+
+
+def promote(
+    api: Client, app: str, release_id: str, wait: float | None, wait_for_lock: bool = False
+) -> None:
     click.echo(f"Promoting {release_id}...")
-    started = api.post(f"/apps/{app}/releases/{release_id}/promote", json={"wait": wait})
+    started = start_promotion(
+        api, f"/apps/{app}/releases/{release_id}/promote", wait, wait_for_lock
+    )
     follow_promotion(api, app, started["promotion"]["id"])
     click.echo("OK")

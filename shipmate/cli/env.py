@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from shipmate.cli.client import CliError
-from shipmate.cli.common import app_name, app_option, client, json_option, promote, wait_option
+from shipmate.cli.common import (
+    app_name,
+    app_option,
+    client,
+    json_option,
+    promote,
+    wait_for_lock_option,
+    wait_option,
+)
 from shipmate.cli.output import print_json
 from shipmate.domain.envs import format_env, parse_assignments, validate_keys
 
@@ -38,7 +46,13 @@ def get(key: str, app: str | None) -> None:
 
 
 def _change(
-    app: str | None, set_: list[str], unset: list[str], replace: bool, go: bool, wait: float | None
+    app: str | None,
+    set_: list[str],
+    unset: list[str],
+    replace: bool,
+    go: bool,
+    wait: float | None,
+    wait_for_lock: bool = False,
 ) -> None:
     name = app_name(app)
     api = client()
@@ -52,7 +66,7 @@ def _change(
         return
     click.echo(f"Release: {release['id']}")
     if go:
-        promote(api, name, release["id"], wait)
+        promote(api, name, release["id"], wait, wait_for_lock)
 
 
 @env.command("set")
@@ -61,13 +75,19 @@ def _change(
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
 @click.option("--replace", is_flag=True, help="Replace the whole environment with these.")
 @wait_option
+@wait_for_lock_option
 def set_(
-    assignments: tuple[str, ...], app: str | None, go: bool, replace: bool, wait: float | None
+    assignments: tuple[str, ...],
+    app: str | None,
+    go: bool,
+    replace: bool,
+    wait: float | None,
+    wait_for_lock: bool,
 ) -> None:
     """Set variables: creates a release (promoted with --promote)."""
     keys = sorted(parse_assignments(assignments))  # refuse bad input before printing
     click.echo(f"Setting {', '.join(keys)}...", nl=False)
-    _change(app, list(assignments), [], replace, go, wait)
+    _change(app, list(assignments), [], replace, go, wait, wait_for_lock)
 
 
 @env.command("unset")
@@ -75,11 +95,14 @@ def set_(
 @app_option
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
 @wait_option
-def unset(keys: tuple[str, ...], app: str | None, go: bool, wait: float | None) -> None:
+@wait_for_lock_option
+def unset(
+    keys: tuple[str, ...], app: str | None, go: bool, wait: float | None, wait_for_lock: bool
+) -> None:
     """Remove variables: creates a release (promoted with --promote)."""
     names = validate_keys(keys)
     click.echo(f"Unsetting {', '.join(names)}...", nl=False)
-    _change(app, [], names, False, go, wait)
+    _change(app, [], names, False, go, wait, wait_for_lock)
 
 
 def register(cli: click.Group) -> None:

@@ -162,5 +162,45 @@ def _stop_router(settings: Settings) -> None:
     click.echo(" OK")
 
 
+@rack.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    default=None,
+    metavar="REVISION",
+    help="Schema revision to move to (default: the latest); an older one downgrades.",
+)
+def migrate(target: str | None) -> None:
+    """Upgrade the state store's schema (rack start does it too), or downgrade it."""
+    from shipmate.store import db
+
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = db.Store(settings.database_url)
+    try:
+        where = db.safe_url(store.url)
+        before = db.current_revision(store.engine)
+        after = target or db.head_revision()
+        db.check_known(before, after)
+        known = db.known_revisions()
+        downgrade = before is not None and known.index(after) < known.index(before)
+        if downgrade and _running_pid(settings) is not None:
+            raise CliError(
+                f"a rack is running under {settings.home} with schema {before}: "
+                "stop it (`shipmate rack stop`) before downgrading"
+            )
+        if before == after:
+            click.echo(f"The state store {where} is at schema {before}: nothing to do")
+            return
+        verb = "Downgrading" if downgrade else "Migrating"
+        click.echo(
+            f"{verb} the state store {where} from {before or 'empty'} to {after}...", nl=False
+        )
+        store.migrate(after)
+        click.echo(" OK")
+    finally:
+        store.close()
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(rack)

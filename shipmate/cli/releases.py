@@ -13,6 +13,8 @@ from shipmate.cli.common import (
     follow_promotion,
     json_option,
     promote,
+    start_promotion,
+    wait_for_lock_option,
     wait_option,
 )
 from shipmate.cli.output import keyvalues, parse_time, print_json, relative, table
@@ -62,6 +64,7 @@ def info(release_id: str, app: str | None, as_json: bool) -> None:
         ("Id", r["id"]),
         ("Build", r["build"] or ""),
         ("Created", rfc3339(parse_time(r["created"]))),
+        ("Created by", r.get("created_by") or ""),
         ("Description", r["description"]),
     ]
     if r["active"]:
@@ -70,6 +73,7 @@ def info(release_id: str, app: str | None, as_json: bool) -> None:
         pairs.append(("Copied from", r["copied_from"]))
     promotions = [
         f"{p['id']}  {p['kind']}  {_outcome(p)}  {rfc3339(parse_time(p['created']))}"
+        + (f"  by {p['created_by']}" if p.get("created_by") else "")
         + (f"  {p['reason']}" if p["reason"] else "")
         for p in r["promotions"]
     ]
@@ -99,7 +103,10 @@ def manifest(release_id: str, app: str | None) -> None:
 @click.argument("release_id", required=False)
 @app_option
 @wait_option
-def promote_cmd(release_id: str | None, app: str | None, wait: float | None) -> None:
+@wait_for_lock_option
+def promote_cmd(
+    release_id: str | None, app: str | None, wait: float | None, wait_for_lock: bool
+) -> None:
     """Promote a release (default: the latest) with a rolling update."""
     api = client()
     name = app_name(app)
@@ -108,18 +115,23 @@ def promote_cmd(release_id: str | None, app: str | None, wait: float | None) -> 
         if not latest:
             raise click.ClickException(f"app {name} has no release yet: run `shipmate deploy`")
         release_id = latest[0]["id"]
-    promote(api, name, release_id, wait)
+    promote(api, name, release_id, wait, wait_for_lock)
 
 
 @releases.command("rollback")
 @click.argument("release_id")
 @app_option
 @wait_option
-def rollback(release_id: str, app: str | None, wait: float | None) -> None:
+@wait_for_lock_option
+def rollback(release_id: str, app: str | None, wait: float | None, wait_for_lock: bool) -> None:
     """Copy an earlier release and promote the copy, without rebuilding."""
     api = client()
     name = app_name(app)
-    started = api.post(f"/apps/{name}/releases/{release_id}/rollback", json={"wait": wait})
+    started = start_promotion(
+        api, f"/apps/{name}/releases/{release_id}/rollback", wait, wait_for_lock
+    )
+    for warning in started.get("warnings", []):
+        click.echo(warning)
     click.echo(f"Rolling back to {release_id}...")
     follow_promotion(api, name, started["promotion"]["id"])
     click.echo(f"OK, {started['release']['id']}")

@@ -20,6 +20,15 @@ class Conflict(ShipmateError):
     """The request collides with the current state (e.g. a promotion already running)."""
 
 
+class AppBusy(Conflict):
+    """A promotion of the app is running; another may start only once it has finished."""
+
+    def __init__(self, app: str, release_id: str) -> None:
+        super().__init__(f"app {app} is updating (promotion of {release_id} in progress)")
+        self.app = app
+        self.release_id = release_id
+
+
 class InvalidInput(ShipmateError):
     """The user supplied something malformed: a name, an assignment, a flag value."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+from sqlalchemy.exc import IntegrityError
+
 from shipmate.domain.errors import Conflict
 from shipmate.domain.ids import validate_app_name
 from shipmate.services.context import Context
@@ -12,10 +14,13 @@ from shipmate.structs import App
 
 def create_app(ctx: Context, name: str) -> App:
     validate_app_name(name)
-    with ctx.store.transaction() as tx:
-        if tx.find_app(name) is not None:
-            raise Conflict(f"app {name} already exists")
-        return tx.create_app(name)
+    try:
+        with ctx.store.transaction() as tx:
+            if tx.find_app(name) is not None:
+                raise Conflict(f"app {name} already exists")
+            return tx.create_app(name)
+    except IntegrityError:  # PostgreSQL: created by a concurrent request since the check
+        raise Conflict(f"app {name} already exists") from None
 
 
 def list_apps(ctx: Context) -> list[App]:
@@ -30,7 +35,7 @@ def get_app(ctx: Context, name: str) -> App:
 
 async def delete_app(ctx: Context, name: str) -> None:
     with ctx.store.transaction() as tx:
-        tx.get_app(name)
+        tx.lock_app(name)
         running = tx.running_promotion(name)
         if running is not None:
             raise Conflict(

@@ -99,6 +99,7 @@ async def run_build(ctx: Context, build: Build) -> None:
         await asyncio.to_thread(build_python, directory, log)
         _freeze(directory)
         with ctx.store.transaction() as tx:
+            tx.lock_app(build.app)  # the release forks the latest one's environment
             latest = tx.latest_release(build.app)
             release = tx.create_release(
                 build.app,

@@ -33,7 +33,7 @@ def change_env(
     keys = validate_keys(unset)
     # One transaction from read to write: two concurrent changes cannot fork the same parent.
     with ctx.store.transaction() as tx:
-        tx.get_app(app)
+        tx.lock_app(app)
         latest = tx.latest_release(app)
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)

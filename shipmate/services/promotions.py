@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shipmate.domain.errors import Conflict, InvalidInput
+from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.manifest import Manifest, load_manifest
 from shipmate.domain.promotion import State, transition
@@ -77,7 +77,7 @@ def desired_state(ctx: Context, release: Release, wait: float | None = None) -> 
 def ensure_idle(tx: Tx, app: str) -> None:
     running = tx.running_promotion(app)
     if running is not None:
-        raise Conflict(f"app {app} is updating (promotion of {running.release_id} in progress)")
+        raise AppBusy(app, running.release_id)
 
 
 def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None) -> Promotion:
@@ -86,7 +86,7 @@ def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None)
     Everything that can refuse the promotion runs before the first write, so a refusal
     changes nothing.
     """
-    app = tx.get_app(release.app)
+    app = tx.lock_app(release.app)
     ensure_idle(tx, app.name)
     desired_state(ctx, release, wait)
     if app.release_id is not None:

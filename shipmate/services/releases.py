@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from shipmate.domain.errors import InvalidInput
+from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
 from shipmate.services import promotions
 from shipmate.services.context import Context
 from shipmate.structs import Promotion, Release
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Started:
     release: Release
     promotion: Promotion
+
+
+async def when_idle(
+    ctx: Context,
+    app: str,
+    attempt: Callable[[], T],
+    is_disconnected: Callable[[], Awaitable[bool]],
+) -> T:
+    """`attempt()` (a promote or a rollback) as soon as no other promotion of `app` runs.
+
+    The attempt itself checks and starts in one locked transaction; waiting only decides when
+    to try again, so two waiters never both start: the loser waits for the winner.
+    """
+    while True:
+        try:
+            return attempt()
+        except AppBusy:
+            pass
+        while True:
+            with ctx.store.transaction() as tx:
+                tx.get_app(app)
+                running = tx.running_promotion(app)
+            if running is None:
+                break
+            if await is_disconnected():
+                raise Conflict(f"gave up waiting for the promotion of {running.release_id}")
+            await ctx.notifier.wait(1.0)
 
 
 def list_releases(ctx: Context, app: str, limit: int) -> list[Release]:
@@ -30,7 +61,7 @@ def get_release(ctx: Context, app: str, release_id: str) -> tuple[Release, list[
 
 def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) -> Started:
     with ctx.store.transaction() as tx:
-        tx.get_app(app)
+        tx.lock_app(app)
         if release_id is None:
             release = tx.latest_release(app)
             if release is None:
@@ -45,7 +76,7 @@ def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) 
 def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Started:
     """Copy the target release (build, environment, manifest, description) and promote it."""
     with ctx.store.transaction() as tx:
-        tx.get_app(app)
+        tx.lock_app(app)
         target = tx.get_release(app, target_id)
         promotions.ensure_idle(tx, app)
         promotions.desired_state(ctx, target, wait)  # refuse before the copy is written

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from shipmate.domain.errors import NotFound
@@ -73,6 +74,19 @@ def _event(row: EventRow) -> Event:
     )
 
 
+@dataclass(frozen=True)
+class NewRelease:
+    build_id: str | None
+    env: dict[str, str]
+    manifest: str | None
+    manifest_name: str | None
+    description: str
+    copied_from: str | None = None
+
+
+_BULK_BATCH = 5000
+
+
 class Tx:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -100,6 +114,24 @@ class Tx:
         if app is None:
             raise NotFound(f"no such app: {name}")
         return app
+
+    def lock_app(self, name: str) -> App:
+        """The app, locked until this transaction ends.
+
+        Every transaction that forks or activates a release of an app takes this lock first, so
+        those of one app run one at a time while other apps go on. On PostgreSQL it is a row
+        lock (FOR NO KEY UPDATE: inserts that only reference the app are not blocked); SQLite
+        takes its database-wide write lock at BEGIN IMMEDIATE already.
+        """
+        row = self.session.scalars(
+            select(AppRow)
+            .where(AppRow.name == name)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        ).first()
+        if row is None:
+            raise NotFound(f"no such app: {name}")
+        return _app(row)
 
     def list_apps(self) -> list[App]:
         rows = self.session.scalars(select(AppRow).order_by(AppRow.created_at.desc()))
@@ -199,6 +231,45 @@ class Tx:
         self.session.add(row)
         self.session.flush()
         return _release(row)
+
+    def create_releases_bulk(self, app: str, releases: Sequence[NewRelease]) -> list[str]:
+        """Insert many releases after the latest, in order, in few statements; returns their ids.
+
+        For imports and benchmarks. The caller holds `lock_app(app)`.
+        """
+        first = (
+            self.session.scalar(select(func.max(ReleaseRow.number)).where(ReleaseRow.app == app))
+            or 0
+        ) + 1
+        ids: list[str] = []
+        for start in range(0, len(releases), _BULK_BATCH):
+            batch = releases[start : start + _BULK_BATCH]
+            fresh = {new_release_id() for _ in range(len(batch) * 2)}
+            taken = self.session.scalars(select(ReleaseRow.id).where(ReleaseRow.id.in_(fresh)))
+            batch_ids = sorted(fresh - set(taken) - set(ids))[: len(batch)]
+            if len(batch_ids) < len(batch):  # astronomically unlikely: just draw again
+                return ids + self.create_releases_bulk(app, releases[start:])
+            now = utcnow()
+            self.session.execute(
+                insert(ReleaseRow),
+                [
+                    {
+                        "id": release_id,
+                        "app": app,
+                        "number": first + start + i,
+                        "build_id": new.build_id,
+                        "env": json.dumps(new.env, sort_keys=True),
+                        "manifest": new.manifest,
+                        "manifest_name": new.manifest_name,
+                        "description": new.description,
+                        "copied_from": new.copied_from,
+                        "created_at": now,
+                    }
+                    for i, (release_id, new) in enumerate(zip(batch_ids, batch, strict=True))
+                ],
+            )
+            ids.extend(batch_ids)
+        return ids
 
     def get_release(self, app: str, release_id: str) -> Release:
         row = self.session.get(ReleaseRow, release_id)

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import BACKENDS, database
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello"
 
@@ -85,9 +87,12 @@ class Rack:
         return out
 
 
-def start_rack(home: Path) -> Rack:
+def start_rack(home: Path, database_url: str | None = None) -> Rack:
+    """A rack on `database_url` (default: SQLite in `home`, as for a user)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMATE_")}
     env["SHIPMATE_HOME"] = str(home)
+    if database_url is not None:
+        env["SHIPMATE_DATABASE_URL"] = database_url
     rack = Rack(home, env)
     rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
     return rack
@@ -105,10 +110,15 @@ def stop_rack(rack: Rack) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
-    rack = start_rack(tmp_path_factory.mktemp("rack"))
-    try:
-        yield rack
-    finally:
-        stop_rack(rack)
+@pytest.fixture(scope="module", params=BACKENDS)
+def rack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Rack]:
+    """A rack shared by the tests of a module, on a new database of each backend in turn."""
+    home = tmp_path_factory.mktemp("rack")
+    with database(request, request.param, home) as url:
+        rack = start_rack(home, None if request.param == "sqlite" else url)
+        try:
+            yield rack
+        finally:
+            stop_rack(rack)
