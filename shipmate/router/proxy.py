@@ -260,11 +260,18 @@ class Router:
         replayable = body is not None and req.method in IDEMPOTENT
 
         failed, reason = candidates[0], "no process answered"
-        for index, backend in enumerate(candidates):
-            if index and not self.table.has_backend(app, service, backend):
-                continue  # taken out of the route while an earlier attempt was failing
+        if not all(self.table.has_backend(app, service, b) for b in candidates):
+            # The route changed while the body was being read: the runtime may already have
+            # drained a process listed then, and be stopping it.
+            candidates = self.table.candidates(app, service) or candidates
+        for backend in candidates:
             fresh = False
             while True:
+                # Checked right before counting the request in flight, with no await between:
+                # once the runtime has removed a process and seen it drained, no request can
+                # start on it any more.
+                if not self.table.has_backend(app, service, backend):
+                    break
                 try:
                     with self.table.track(backend):
                         return await self._attempt(

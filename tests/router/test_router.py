@@ -371,6 +371,24 @@ def test_keepalive_client_across_swap(
     assert len(local_ports) == 1  # one client connection carried every request
 
 
+def test_process_removed_while_the_body_arrives(
+    table: RouteTable, backends: tuple[Backend, Backend], router: RouterThread
+) -> None:
+    # The runtime removes a process, sees it drained and stops it; a request whose body was
+    # still on its way at that moment must not go to that process any more.
+    a, b = backends
+    table.set_backends("myapp", "web", [a.addr])
+    with socket.create_connection(("127.0.0.1", router.router.port), timeout=5) as s:
+        s.sendall(f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhe".encode())
+        time.sleep(0.3)  # the router is waiting for the rest of the body
+        table.set_backends("myapp", "web", [b.addr])
+        assert asyncio.run(table.wait_drained(a.addr, timeout=1)) is True
+        s.sendall(b"llo")
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"X-Backend: b\r\n" in answer and answer.endswith(b"\r\n\r\nhello")
+
+
 def test_concurrent_clients_during_swaps(
     table: RouteTable, backends: tuple[Backend, Backend], router: RouterThread
 ) -> None:
