@@ -81,7 +81,6 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     builds.fail_unfinished(ctx)
     recovery = ctx.spawn(promotions.recover(ctx))
     ctx.spawn(router_daemon.supervise(router_paths, router.url))
-    ctx.spawn(router_daemon.supervise(router_paths, router.url))
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)

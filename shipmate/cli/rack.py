@@ -162,24 +162,6 @@ def _stop_router(settings: Settings) -> None:
     click.echo(" OK")
 
 
-def _stop_apps(settings: Settings) -> None:
-    """Stop the app processes that outlive the rack (`rack stop --all`)."""
-    # The hook for the local runtime's process shims.
-
-
-def _stop_router(settings: Settings) -> None:
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
-
-    paths = Paths(settings.home)
-    info = remote.running(paths)
-    if info is None:
-        return
-    click.echo(f"Stopping router (pid {info.pid})...", nl=False)
-    remote.stop(paths)
-    click.echo(" OK")
-
-
 @rack.command("migrate")
 @click.option(
     "--to",
