@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from shipmate.domain.errors import ShipmateError
 
 DEFAULT_API = "127.0.0.1:7070"
 DEFAULT_ROUTER = "127.0.0.1:7080"
@@ -19,6 +22,9 @@ class Settings:
     home: Path
     database_url: str
     max_upload: int
+    # The API serves HTTPS with these (PEM files); set by `rack start --tls-cert/--tls-key`.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @property
     def builds_dir(self) -> Path:
@@ -31,6 +37,11 @@ class Settings:
     @property
     def token_file(self) -> Path:
         return self.home / "token"
+
+    @property
+    def secret_key_file(self) -> Path:
+        # Used unless SHIPMATE_SECRET_KEY is set (shipmate.store.crypto).
+        return self.home / "secret.key"
 
     @property
     def rack_file(self) -> Path:
@@ -51,3 +62,35 @@ class Settings:
         url = os.environ.get("SHIPMATE_DATABASE_URL") or f"sqlite:///{home / 'shipmate.db'}"
         max_upload = int(os.environ.get("SHIPMATE_MAX_UPLOAD", str(1 << 30)))
         return cls(home=home, database_url=url, max_upload=max_upload)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_api_binding(
+    address: str, tls_cert: str | None, tls_key: str | None, insecure: bool
+) -> None:
+    """Refuse to serve the API beyond this machine in clear text unless told to.
+
+    Bearer tokens travel in every request: on a network they must be encrypted, by the rack
+    (--tls-cert/--tls-key) or by a proxy in front of it (--insecure says that is the case).
+    """
+    if bool(tls_cert) != bool(tls_key):
+        raise ShipmateError("--tls-cert and --tls-key go together: give both or neither")
+    for path in (tls_cert, tls_key):
+        if path and not os.access(path, os.R_OK):
+            raise ShipmateError(f"cannot read {path}: give a readable PEM file")
+    host = address.rpartition(":")[0] or "127.0.0.1"
+    if is_loopback(host) or tls_cert or insecure:
+        return
+    raise ShipmateError(
+        f"--api {address} is reachable from other machines and tokens would cross the network "
+        "in clear text: give --tls-cert and --tls-key, or --insecure if a TLS proxy in front of "
+        "the rack encrypts the traffic (see docs/SECURITY.md)"
+    )

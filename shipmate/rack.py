@@ -21,7 +21,7 @@ from shipmate.router.daemon import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.router.routes import Routes
 from shipmate.runtimes.local.runtime import LocalRuntime
-from shipmate.services import builds, promotions
+from shipmate.services import builds, keys, promotions
 from shipmate.services.context import Context
 from shipmate.services.events import EventLog, Notifier
 from shipmate.store.db import Store
@@ -36,8 +36,11 @@ def split_address(address: str) -> tuple[str, int]:
 
 def build_context(settings: Settings, routes: Routes) -> Context:
     settings.home.mkdir(parents=True, exist_ok=True)
+    # The home holds the database, the secret key and the owner token: the rack's user only.
+    settings.home.chmod(0o700)
     store = Store(settings.database_url)
     store.migrate()
+    keys.open_store(store, settings)
     runtime = LocalRuntime(settings.home, routes)
     notifier = Notifier()
     events = EventLog(store, runtime.name, notifier)
@@ -72,6 +75,8 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     server = uvicorn.Server(config)
     # uvicorn installs its own signal handlers only when it owns the loop; we own it.
@@ -85,7 +90,8 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started:
-        _write_rack_file(settings, f"http://{api_host}:{api_port}", router.url)
+        scheme = "https" if settings.tls_cert else "http"
+        _write_rack_file(settings, f"{scheme}://{api_host}:{api_port}", router.url)
     try:
         await serving
     finally:

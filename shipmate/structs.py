@@ -41,6 +41,7 @@ class Release:
     description: str
     copied_from: str | None
     created_at: datetime
+    created_by: str = ""  # name of the token that created it; "" before audit existed
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Promotion:
     created_at: datetime
     finished_at: datetime | None
     history: list[str] = field(default_factory=list)
+    created_by: str = ""  # name of the token that started it; "" before audit existed
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,27 @@ class Event:
     @property
     def source(self) -> str:
         return f"system/{self.runtime}/{self.object}"
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token as stored: its hash, never the token itself."""
+
+    name: str
+    role: str  # viewer, deployer, admin
+    hash: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    time: datetime
+    actor: str  # token name, or "system" for the rack itself
+    action: str
+    app: str | None
+    target: str
+    detail: str

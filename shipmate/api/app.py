@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import shipmate
-from shipmate.api import errors
+from shipmate.api import errors, security
 from shipmate.api.routes import router
+from shipmate.services import tokens
 from shipmate.services.context import Context
 
 
@@ -17,9 +18,11 @@ def create_api(ctx: Context, token: str) -> FastAPI:
         description="Builds, immutable releases, rolling promotions and rollbacks.",
     )
     api.state.ctx = ctx
-    api.state.token = token
+    # The token `rack start` wrote for the local CLI is the first admin token.
+    tokens.ensure_owner(ctx, token)
     errors.install(api)
     api.include_router(router)
+    api.include_router(security.router)
 
     @api.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -1,19 +1,39 @@
-"""Bearer-token authentication of the API."""
+"""Bearer-token authentication and role checks of the API.
+
+Roles are decided by one rule over the route's method and path template, so a new route is
+covered the day it is added: reads (GET/HEAD) need `viewer`, every other method `deployer`,
+and creating or deleting apps and everything under /rack/ (tokens, key rotation) `admin`.
+The token is looked up in the store on every request, so a revocation applies at once.
+"""
 
 from __future__ import annotations
 
-import hmac
+import logging
 import os
 import secrets
+from contextvars import ContextVar
 from pathlib import Path
 
 from fastapi import Request
 
 from shipmate.api.errors import ApiError
+from shipmate.domain.actor import current_actor
+from shipmate.services import tokens
+from shipmate.services.context import Context
+
+log = logging.getLogger("shipmate.api.auth")
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+ADMIN_ROUTES = frozenset({("POST", "/apps"), ("DELETE", "/apps/{app}")})
+ADMIN_PREFIX = "/rack/"
+MASK = "****"
+
+# The role of the token behind the current request; None outside a request.
+current_role: ContextVar[str | None] = ContextVar("shipmate_role", default=None)
 
 
 def load_or_create_token(path: Path) -> str:
-    """The rack's token, generated at first start and readable only by its owner."""
+    """The rack owner's token, generated at first start and readable only by its owner."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,11 +44,52 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
-def require_token(request: Request) -> None:
-    expected: str = request.app.state.token
+def required_role(method: str, path: str) -> str:
+    """The least role that may call `method` on the route whose template is `path`."""
+    if path.startswith(ADMIN_PREFIX) or (method, path) in ADMIN_ROUTES:
+        return "admin"
+    if method in READ_METHODS:
+        return "viewer"
+    return "deployer"
+
+
+async def require_token(request: Request) -> None:
+    """401 without a valid, unrevoked token; 403 when its role is too low for the route.
+
+    Async on purpose: it then runs in the request's own task, so the actor it sets is seen by
+    the route and by any background task the route starts.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
+    given = given.strip()
     if scheme.lower() != "bearer" or not given:
         raise ApiError(401, "missing token: set SHIPMATE_TOKEN or run the CLI as the rack's user")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    ctx: Context = request.app.state.ctx
+    token = tokens.authenticate(ctx, given)
+    where = f"{request.method} {request.url.path} from {_client(request)}"
+    if token is None:
+        log.warning("refused: unknown token: %s", where)
         raise ApiError(401, "invalid token: check SHIPMATE_TOKEN")
+    if token.revoked_at is not None:
+        log.warning("refused: revoked token %s: %s", token.name, where)
+        raise ApiError(401, f"token {token.name} was revoked: ask an admin for a new one")
+    route = request.scope.get("route")
+    needed = required_role(request.method, getattr(route, "path", request.url.path))
+    if tokens.rank(token.role) < tokens.rank(needed):
+        log.warning("refused: token %s (%s) needs %s: %s", token.name, token.role, needed, where)
+        raise ApiError(
+            403, f"forbidden: token {token.name} has role {token.role}, this needs {needed}"
+        )
+    current_actor.set(token.name)
+    current_role.set(token.role)
+
+
+def visible_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment as the current request may see it: values masked for viewers."""
+    if current_role.get() == "viewer":
+        return dict.fromkeys(env, MASK)
+    return env
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

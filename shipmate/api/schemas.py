@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from shipmate.api.auth import visible_env
 from shipmate.domain.humanize import rfc3339
 from shipmate.runtimes.base import ProcessInfo
 from shipmate.structs import App, Build, Event, Promotion, Release
@@ -81,6 +82,7 @@ class PromotionOut(BaseModel):
     created: datetime
     finished: datetime | None
     succeeded: bool
+    created_by: str = ""
 
     @classmethod
     def of(cls, p: Promotion) -> PromotionOut:
@@ -96,6 +98,7 @@ class PromotionOut(BaseModel):
             created=p.created_at,
             finished=p.finished_at,
             succeeded=p.finished_at is not None and p.state == "Running",
+            created_by=p.created_by,
         )
 
 
@@ -110,6 +113,9 @@ class ReleaseOut(BaseModel):
     created: datetime
     active: bool
     promotions: list[PromotionOut] = Field(default_factory=list)
+    created_by: str = ""
+
+    _mask = field_validator("env")(visible_env)
 
     @classmethod
     def of(cls, r: Release, active: bool, promotions: list[Promotion] | None = None) -> ReleaseOut:
@@ -124,11 +130,16 @@ class ReleaseOut(BaseModel):
             created=r.created_at,
             active=active,
             promotions=[PromotionOut.of(p) for p in promotions or []],
+            created_by=r.created_by,
         )
 
 
 class EnvOut(BaseModel):
     env: dict[str, str]
+
+    # Every response that carries environment values is built from ReleaseOut, EnvOut or
+    # EnvChangeOut: masking here covers them all, including routes added later.
+    _mask = field_validator("env")(visible_env)
 
 
 class EnvChangeIn(BaseModel):
@@ -139,6 +150,8 @@ class EnvChangeIn(BaseModel):
 
 class EnvChangeOut(BaseModel):
     env: dict[str, str]
+
+    _mask = field_validator("env")(visible_env)
     release: ReleaseOut | None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,7 @@ class Client:
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60.0, read=600.0),
+            verify=_tls_context(),
         )
 
     @classmethod
@@ -86,6 +88,18 @@ class Client:
                 f"lost the rack at {self.base_url} ({type(exc).__name__}); "
                 "the operation may still be running: check `shipmate releases` and `shipmate logs`"
             ) from None
+
+
+def _tls_context() -> ssl.SSLContext | bool:
+    # SHIPMATE_CA_CERT: the certificate (or CA) of a rack started with --tls-cert that the
+    # usual trust store does not know, e.g. a self-signed one.
+    cafile = os.environ.get("SHIPMATE_CA_CERT")
+    if not cafile:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"cannot use SHIPMATE_CA_CERT={cafile}: {exc}") from None
 
 
 def _error_message(response: httpx.Response) -> str:

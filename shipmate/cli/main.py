@@ -7,7 +7,7 @@ import sys
 import click
 
 import shipmate
-from shipmate.cli import apps, builds, env, logs, rack, releases
+from shipmate.cli import apps, builds, env, logs, rack, releases, security
 from shipmate.cli.client import CliError
 from shipmate.domain.errors import ShipmateError
 
@@ -34,6 +34,7 @@ def cli() -> None:
 
 for module in (rack, apps, builds, env, releases, logs):
     module.register(cli)
+security.register(cli)  # after rack: it adds `rack tokens` and `rack rotate-key`
 
 
 def main() -> None:

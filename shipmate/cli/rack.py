@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import click
 
 from shipmate.cli.client import CliError
 from shipmate.cli.common import client
 from shipmate.cli.output import keyvalues
-from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings
+from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings, check_api_binding
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -56,9 +57,28 @@ def rack(ctx: click.Context) -> None:
 @click.option("--detach", is_flag=True, help="Run in the background; return once it answers.")
 @click.option("--api", "api", default=DEFAULT_API, show_default=True, metavar="HOST:PORT")
 @click.option("--router", "router", default=DEFAULT_ROUTER, show_default=True, metavar="HOST:PORT")
-def start(detach: bool, api: str, router: str) -> None:
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plain HTTP on a non-loopback --api (a TLS proxy in front encrypts it).",
+)
+def start(
+    detach: bool,
+    api: str,
+    router: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure: bool,
+) -> None:
     """Run the rack: API, runtime and router."""
+    check_api_binding(api, tls_cert, tls_key, insecure)
     settings = Settings.from_env()
+    if tls_cert and tls_key:
+        settings = replace(
+            settings, tls_cert=os.path.abspath(tls_cert), tls_key=os.path.abspath(tls_key)
+        )
     pid = _running_pid(settings)
     if pid is not None:
         raise CliError(f"a rack is already running under {settings.home} (pid {pid})")
@@ -81,6 +101,9 @@ def start(detach: bool, api: str, router: str) -> None:
                 api,
                 "--router",
                 router,
+                *(["--tls-cert", settings.tls_cert] if settings.tls_cert else []),
+                *(["--tls-key", settings.tls_key] if settings.tls_key else []),
+                *(["--insecure"] if insecure else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shipmate.domain.errors import Conflict
 from shipmate.domain.ids import validate_app_name
+from shipmate.services import audit
 from shipmate.services.context import Context
 from shipmate.structs import App
 
@@ -18,7 +19,9 @@ def create_app(ctx: Context, name: str) -> App:
         with ctx.store.transaction() as tx:
             if tx.find_app(name) is not None:
                 raise Conflict(f"app {name} already exists")
-            return tx.create_app(name)
+            app = tx.create_app(name)
+            audit.record(tx, "app.create", name)
+            return app
     except IntegrityError:  # PostgreSQL: created by a concurrent request since the check
         raise Conflict(f"app {name} already exists") from None
 
@@ -47,6 +50,7 @@ async def delete_app(ctx: Context, name: str) -> None:
     await ctx.runtime.remove(name, lambda obj, msg: None)
     with ctx.store.transaction() as tx:
         tx.delete_app(name)
+        audit.record(tx, "app.delete", name)
     for build_id in build_ids:
         shutil.rmtree(ctx.settings.builds_dir / build_id, ignore_errors=True)
         (ctx.settings.builds_dir / f"{build_id}.log").unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from shipmate.builder.python import build_python
 from shipmate.domain.errors import InvalidInput, ShipmateError
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.manifest import find_manifest, load_manifest
+from shipmate.services import audit
 from shipmate.services.context import Context
 from shipmate.structs import Build
 
@@ -69,6 +70,7 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
                 manifest_name,
                 build_id=build_id,
             )
+            audit.record(tx, "build.create", app, build_id, build.description)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -110,6 +112,7 @@ async def run_build(ctx: Context, build: Build) -> None:
                 build.description,
             )
             tx.update_build(build.id, status="complete", release_id=release.id, ended_at=utcnow())
+            audit.record(tx, "release.create", build.app, release.id, f"build {build.id}")
         log(f"Build {build.id} complete: release {release.id}")
     except Exception as exc:
         message = str(exc) if isinstance(exc, ShipmateError | BuildFailed) else repr(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shipmate.domain.envs import apply_change, describe_change, parse_assignments, validate_keys
+from shipmate.services import audit
 from shipmate.services.context import Context
 from shipmate.structs import Release
 
@@ -48,4 +49,6 @@ def change_env(
             latest.manifest_name if latest else None,
             description,
         )
+        # Keys only, as in the release description: values never reach the audit trail.
+        audit.record(tx, "env.change", app, release.id, description)
     return EnvChange(release, new)

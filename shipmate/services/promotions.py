@@ -19,6 +19,7 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
+from shipmate.services import audit
 from shipmate.services.context import Context
 from shipmate.store.repository import Tx
 from shipmate.structs import Promotion, Release
@@ -95,6 +96,7 @@ def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None)
     promotion = tx.create_promotion(
         app.name, release.id, app.release_id, kind, state=State.PENDING.value
     )
+    audit.record(tx, "promotion.start", app.name, release.id, _audit_detail(promotion))
     tx.update_app(app.name, status="updating")
     tx.add_event(
         app.name,
@@ -152,6 +154,14 @@ class PromotionRun:
             if fields:
                 tx.update_app(app, **fields)
             tx.add_event(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
+            if finished is not None:
+                outcome = {State.RUNNING: "succeeded", State.REVERTED: "reverted"}.get(
+                    new, "failed"
+                )
+                detail = _audit_detail(self.promotion)
+                if reason:
+                    detail = f"{detail}: {reason}"
+                audit.record(tx, f"promotion.{outcome}", app, self.release.id, detail)
         self.ctx.notifier.notify()
         self.state = new
 
@@ -187,6 +197,14 @@ class PromotionRun:
             self.advance(State.FAILURE, reason=why, status="running")
             return
         self.advance(State.REVERTED, status="running")
+
+
+def _audit_detail(promotion: Promotion) -> str:
+    words = [promotion.kind, promotion.id]
+    options = getattr(promotion, "options", None) or {}
+    words += [f"{service}={count}" for service, count in options.get("counts", {}).items()]
+    words += list(options.get("restart", ()))
+    return " ".join(words)
 
 
 async def recover(ctx: Context) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
-from shipmate.services import promotions
+from shipmate.services import audit, promotions
 from shipmate.services.context import Context
 from shipmate.structs import Promotion, Release
 
@@ -89,6 +89,7 @@ def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Star
             target.description,
             copied_from=target.id,
         )
+        audit.record(tx, "release.rollback", app, copy.id, f"copy of {target.id}")
         promotion = promotions.begin(ctx, tx, copy, "rollback", wait)
     promotions.start(ctx, promotion, wait)
     return Started(copy, promotion)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipmate.domain.errors import ShipmateError
+from shipmate.store.crypto import Keyring
 from shipmate.store.repository import Tx
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -187,10 +188,12 @@ def _downgrade(cfg: Config, current: str, target: str) -> None:
 class Store:
     """The source of truth: every change goes through one transaction of a Tx."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keyring: Keyring | None = None) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Replaced as a whole during a key rotation (shipmate.services.keys).
+        self.keyring = keyring or Keyring.ephemeral()
 
     def migrate(self, target: str | None = None) -> Migration:
         return migrate(self.engine, target)
@@ -200,7 +203,7 @@ class Store:
         session: Session = self._sessions()
         try:
             with session.begin():
-                yield Tx(session)
+                yield Tx(session, self.keyring)
         finally:
             session.close()
 

@@ -8,14 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from shipmate.domain.actor import current_actor
 from shipmate.domain.errors import NotFound
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import new_build_id, new_promotion_id, new_release_id
-from shipmate.store.tables import AppRow, BuildRow, EventRow, PromotionRow, ReleaseRow
-from shipmate.structs import App, Build, Event, Promotion, Release
+from shipmate.store.crypto import Keyring
+from shipmate.store.tables import (
+    AppRow,
+    AuditRow,
+    BuildRow,
+    EventRow,
+    PromotionRow,
+    ReleaseRow,
+    TokenRow,
+)
+from shipmate.structs import App, AuditEntry, Build, Event, Promotion, Release, Token
 
 
 def _app(row: AppRow) -> App:
@@ -38,18 +48,19 @@ def _build(row: BuildRow) -> Build:
     )
 
 
-def _release(row: ReleaseRow) -> Release:
+def _release(row: ReleaseRow, keyring: Keyring) -> Release:
     return Release(
         row.id,
         row.app,
         row.number,
         row.build_id,
-        json.loads(row.env),
+        json.loads(keyring.decrypt(row.env, f"the environment of release {row.id}")),
         row.manifest,
         row.manifest_name,
         row.description,
         row.copied_from,
         row.created_at,
+        row.created_by or "",
     )
 
 
@@ -65,7 +76,24 @@ def _promotion(row: PromotionRow) -> Promotion:
         row.created_at,
         row.finished_at,
         [s for s in row.history.split(",") if s],
+        row.created_by or "",
     )
+
+
+def _token(row: TokenRow) -> Token:
+    return Token(
+        row.name,
+        row.role,
+        row.hash,
+        row.created_at,
+        row.created_by,
+        row.revoked_at,
+        row.last_used_at,
+    )
+
+
+def _audit(row: AuditRow) -> AuditEntry:
+    return AuditEntry(row.id, row.time, row.actor, row.action, row.app, row.target, row.detail)
 
 
 def _event(row: EventRow) -> Event:
@@ -88,8 +116,11 @@ _BULK_BATCH = 5000
 
 
 class Tx:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, keyring: Keyring | None = None) -> None:
         self.session = session
+        # Release environments are sealed on the way in and opened on the way out, here
+        # and nowhere else: the use cases never see ciphertext.
+        self.keyring = keyring or Keyring.ephemeral()
 
     def _unused_id(self, model: type[Any], make: Callable[[], str]) -> str:
         # Random IDs: a collision is astronomically rare, but an ID is never reused.
@@ -221,16 +252,17 @@ class Tx:
             app=app,
             number=number,
             build_id=build_id,
-            env=json.dumps(env, sort_keys=True),
+            env=self.keyring.encrypt(json.dumps(env, sort_keys=True)),
             manifest=manifest,
             manifest_name=manifest_name,
             description=description,
             copied_from=copied_from,
             created_at=utcnow(),
+            created_by=current_actor.get(),
         )
         self.session.add(row)
         self.session.flush()
-        return _release(row)
+        return _release(row, self.keyring)
 
     def create_releases_bulk(self, app: str, releases: Sequence[NewRelease]) -> list[str]:
         """Insert many releases after the latest, in order, in few statements; returns their ids.
@@ -258,7 +290,8 @@ class Tx:
                         "app": app,
                         "number": first + start + i,
                         "build_id": new.build_id,
-                        "env": json.dumps(new.env, sort_keys=True),
+                        "env": self.keyring.encrypt(json.dumps(new.env, sort_keys=True)),
+                        "created_by": current_actor.get(),
                         "manifest": new.manifest,
                         "manifest_name": new.manifest_name,
                         "description": new.description,
@@ -275,13 +308,13 @@ class Tx:
         row = self.session.get(ReleaseRow, release_id)
         if row is None or row.app != app:
             raise NotFound(f"no such release: {release_id} (app {app})")
-        return _release(row)
+        return _release(row, self.keyring)
 
     def latest_release(self, app: str) -> Release | None:
         row = self.session.scalars(
             select(ReleaseRow).where(ReleaseRow.app == app).order_by(ReleaseRow.number.desc())
         ).first()
-        return None if row is None else _release(row)
+        return None if row is None else _release(row, self.keyring)
 
     def list_releases(self, app: str, limit: int = 20) -> list[Release]:
         rows = self.session.scalars(
@@ -290,7 +323,7 @@ class Tx:
             .order_by(ReleaseRow.number.desc())
             .limit(limit)
         )
-        return [_release(r) for r in rows]
+        return [_release(r, self.keyring) for r in rows]
 
     # promotions
     def create_promotion(
@@ -305,6 +338,7 @@ class Tx:
             state=state,
             history=state,
             created_at=utcnow(),
+            created_by=current_actor.get(),
         )
         self.session.add(row)
         self.session.flush()
@@ -396,3 +430,89 @@ class Tx:
             query = query.where(EventRow.promotion_id == promotion_id)
         rows = self.session.scalars(query.order_by(EventRow.id).limit(limit))
         return [_event(r) for r in rows]
+
+    # tokens
+    def create_token(self, name: str, role: str, token_hash: str) -> Token:
+        row = TokenRow(
+            name=name,
+            role=role,
+            hash=token_hash,
+            created_at=utcnow(),
+            created_by=current_actor.get(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _token(row)
+
+    def find_token(self, name: str) -> Token | None:
+        row = self.session.scalars(select(TokenRow).where(TokenRow.name == name)).first()
+        return None if row is None else _token(row)
+
+    def find_token_by_hash(self, token_hash: str) -> Token | None:
+        row = self.session.scalars(select(TokenRow).where(TokenRow.hash == token_hash)).first()
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[Token]:
+        rows = self.session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id))
+        return [_token(r) for r in rows]
+
+    def update_token(self, name: str, **fields: Any) -> Token:
+        row = self.session.scalars(select(TokenRow).where(TokenRow.name == name)).first()
+        if row is None:
+            raise NotFound(f"no such token: {name}")
+        for key, value in fields.items():
+            setattr(row, key, value)
+        self.session.flush()
+        return _token(row)
+
+    # audit trail
+    def add_audit(
+        self, action: str, app: str | None = None, target: str = "", detail: str = ""
+    ) -> AuditEntry:
+        row = AuditRow(
+            time=utcnow(),
+            actor=current_actor.get(),
+            action=action,
+            app=app,
+            target=target,
+            detail=detail,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _audit(row)
+
+    def audit(self, app: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""
+        query = select(AuditRow)
+        if app is not None:
+            query = query.where(AuditRow.app == app)
+        rows = self.session.scalars(query.order_by(AuditRow.id.desc()).limit(limit))
+        return [_audit(r) for r in rows]
+
+    # secrets at rest
+    def check_keyring(self) -> None:
+        """Raise unless the key ring opens the newest sealed environment (if there is one)."""
+        row = self.session.execute(
+            select(ReleaseRow.id, ReleaseRow.env)
+            .where(~ReleaseRow.env.startswith("{"))
+            .order_by(ReleaseRow.created_at.desc())
+            .limit(1)
+        ).first()
+        if row is not None:
+            self.keyring.decrypt(row.env, f"the environment of release {row.id}")
+
+    def reencrypt_envs(self, only_plaintext: bool = False) -> int:
+        """Seal every release environment with the key ring's first key; returns how many.
+
+        With `only_plaintext`, only environments written before encryption existed.
+        """
+        query = select(ReleaseRow.id, ReleaseRow.env)
+        if only_plaintext:
+            query = query.where(ReleaseRow.env.startswith("{"))
+        changes = [
+            {"id": id_, "env": self.keyring.reencrypt(env, f"the environment of release {id_}")}
+            for id_, env in self.session.execute(query)
+        ]
+        for start in range(0, len(changes), _BULK_BATCH):
+            self.session.execute(update(ReleaseRow), changes[start : start + _BULK_BATCH])
+        return len(changes)

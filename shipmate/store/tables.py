@@ -68,6 +68,7 @@ class ReleaseRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     copied_from: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(64))  # token name; None before 0002
 
     __table_args__ = (UniqueConstraint("app", "number", name="uq_releases_app_number"),)
 
@@ -84,6 +85,7 @@ class PromotionRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(64))  # token name; None before 0002
 
     __table_args__ = (
         Index("ix_promotions_app_created", "app", "created_at"),
@@ -105,3 +107,33 @@ class EventRow(Base):
         Index("ix_events_app_id", "app", "id"),
         Index("ix_events_promotion_id", "promotion_id", "id"),
     )
+
+
+class TokenRow(Base):
+    """An API token: only its SHA-256 is kept. Names are never reused, even once revoked,
+    so an actor in the audit trail always means one token."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """Who changed what. No foreign key to apps: the trail outlives a deleted app."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    app: Mapped[str | None] = mapped_column(String(30))
+    target: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_audit_app_id", "app", "id"),)

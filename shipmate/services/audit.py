@@ -1,0 +1,20 @@
+"""The audit trail: who changed what, written in the transaction of the change itself.
+
+The actor is the name of the token behind the request (shipmate.domain.actor), so a change
+and its audit entry are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from shipmate.services.context import Context
+from shipmate.store.repository import Tx
+from shipmate.structs import AuditEntry
+
+
+def record(tx: Tx, action: str, app: str | None = None, target: str = "", detail: str = "") -> None:
+    tx.add_audit(action, app, target, detail)
+
+
+def entries(ctx: Context, app: str | None, limit: int) -> list[AuditEntry]:
+    with ctx.store.transaction() as tx:
+        return tx.audit(app, limit)
