@@ -42,6 +42,16 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
@@ -96,21 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     write_json(state_path, state)
 
     stopping = threading.Event()
+    stopped_at: list[float] = []
 
     def kill_after_grace() -> None:
-        if not stopping.wait(0) or child.poll() is not None:
-            return
         deadline = time.monotonic() + args.grace
-        while child.poll() is None and time.monotonic() < deadline:
+        while _group_alive(child.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
 
     def on_term(signum: int, _frame: object) -> None:
         if stopping.is_set():
             return
         stopping.set()
+        stopped_at.append(time.monotonic())
         state["status"] = "stopping"
         write_json(state_path, state)
         with contextlib.suppress(ProcessLookupError):
@@ -129,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
     code = child.wait()
+    if stopping.is_set():
+        # The shell may exit on SIGTERM at once while the app it started finishes its
+        # requests: give the rest of the group what is left of the grace period.
+        deadline = stopped_at[0] + args.grace
+        while _group_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     # What the command left behind in its process group (the shell's children when the shell
     # itself was killed, daemons) dies with it, or it would run on unsupervised.
     with contextlib.suppress(ProcessLookupError, PermissionError):
