@@ -41,9 +41,9 @@ def build_context(settings: Settings, routes: Routes) -> Context:
     store = Store(settings.database_url)
     store.migrate()
     keys.open_store(store, settings)
-    runtime = LocalRuntime(settings.home, routes)
     notifier = Notifier()
-    events = EventLog(store, runtime.name, notifier)
+    events = EventLog(store, LocalRuntime.name, notifier)
+    runtime = LocalRuntime(settings.home, routes, events=events.emit)
     return Context(settings, store, runtime, notifier, events)
 
 

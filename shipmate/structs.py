@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Promotion:
     finished_at: datetime | None
     history: list[str] = field(default_factory=list)
     created_by: str = ""  # name of the token that started it; "" before audit existed
+    options: dict[str, Any] = field(default_factory=dict)  # counts of a scale, restarted services
+    release_command: str | None = None  # the release-phase command it ran
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,18 @@ from shipmate.api.schemas import (
     PromotionOut,
     RackOut,
     ReleaseOut,
+    RestartIn,
+    RunIn,
+    ScaleIn,
+    ScaleOut,
     StartedOut,
 )
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import validate_app_name
-from shipmate.services import apps, builds, environment, promotions, releases
+from shipmate.services import apps, builds, environment, processes, promotions, releases
+from shipmate.services import logs as app_logs
 from shipmate.services.context import Context
-from shipmate.structs import App
+from shipmate.structs import App, Build, Promotion
 
 router = APIRouter(dependencies=[Depends(require_token)])
 
@@ -49,6 +54,17 @@ def existing_app(app: str, ctx: Ctx) -> App:
 
 
 AppDep = Annotated[App, Depends(existing_app)]
+
+
+# Streams check what they stream in a dependency: once an event stream has started, an
+# error can no longer be an HTTP status.
+def existing_build(app: AppDep, build_id: str, ctx: Ctx) -> Build:
+    return builds.get_build(ctx, app.name, build_id)
+
+
+def existing_promotion(app: AppDep, promotion_id: str, ctx: Ctx) -> Promotion:
+    with ctx.store.transaction() as tx:
+        return tx.get_promotion(app.name, promotion_id)
 
 
 def _routes(ctx: Context, app: App) -> dict[str, str]:
@@ -137,9 +153,13 @@ async def build_info(app: AppDep, build_id: str, ctx: Ctx) -> BuildOut:
     "/apps/{app}/builds/{build_id}/logs", response_class=EventSourceResponse, tags=["builds"]
 )
 async def build_logs(
-    app: AppDep, build_id: str, request: Request, ctx: Ctx, follow: bool = True
+    app: AppDep,
+    build: Annotated[Build, Depends(existing_build)],
+    request: Request,
+    ctx: Ctx,
+    follow: bool = True,
 ) -> AsyncIterable[ServerSentEvent]:
-    builds.get_build(ctx, app.name, build_id)
+    build_id = build.id
     async for line in builds.follow_log(ctx, app.name, build_id, follow, request.is_disconnected):
         yield ServerSentEvent(data=line, event="line")
     final = builds.get_build(ctx, app.name, build_id)
@@ -207,6 +227,7 @@ async def promote(
     return StartedOut(
         release=ReleaseOut.of(started.release, active=False),
         promotion=PromotionOut.of(started.promotion),
+        warnings=list(started.warnings),
     )
 
 
@@ -230,6 +251,7 @@ async def rollback(
     return StartedOut(
         release=ReleaseOut.of(started.release, active=False),
         promotion=PromotionOut.of(started.promotion),
+        warnings=list(started.warnings),
     )
 
 
@@ -245,11 +267,13 @@ async def promotion_info(app: AppDep, promotion_id: str, ctx: Ctx) -> PromotionO
     tags=["releases"],
 )
 async def promotion_events(
-    app: AppDep, promotion_id: str, request: Request, ctx: Ctx
+    app: AppDep,
+    found: Annotated[Promotion, Depends(existing_promotion)],
+    request: Request,
+    ctx: Ctx,
 ) -> AsyncIterable[ServerSentEvent]:
     """The promotion's events as they happen, then the finished promotion."""
-    with ctx.store.transaction() as tx:
-        tx.get_promotion(app.name, promotion_id)
+    promotion_id = found.id
     last = 0
     while True:
         with ctx.store.transaction() as tx:
@@ -271,9 +295,60 @@ async def promotion_events(
 
 # processes and logs
 @router.get("/apps/{app}/processes", response_model=list[ProcessOut], tags=["processes"])
-async def processes(app: AppDep, ctx: Ctx) -> list[ProcessOut]:
-    found = await ctx.runtime.processes(app.name)
-    return [ProcessOut.of(p) for p in sorted(found, key=lambda p: p.started_at, reverse=True)]
+async def list_processes(app: AppDep, ctx: Ctx) -> list[ProcessOut]:
+    return [ProcessOut.of(p) for p in await processes.list_processes(ctx, app.name)]
+
+
+@router.delete("/apps/{app}/processes/{process_id}", status_code=204, tags=["processes"])
+async def stop_process(app: AppDep, process_id: str, ctx: Ctx) -> Response:
+    await processes.stop_process(ctx, app.name, process_id)
+    return Response(status_code=204)
+
+
+@router.get("/apps/{app}/scale", response_model=list[ScaleOut], tags=["processes"])
+async def scale_table(app: AppDep, ctx: Ctx) -> list[ScaleOut]:
+    return [
+        ScaleOut(service=s.service, desired=s.desired, running=s.running)
+        for s in await processes.scale_table(ctx, app.name)
+    ]
+
+
+@router.post("/apps/{app}/scale", response_model=StartedOut, status_code=202, tags=["processes"])
+async def scale(app: AppDep, body: ScaleIn, ctx: Ctx) -> StartedOut:
+    started = processes.scale(ctx, app.name, body.service, body.count, body.wait)
+    return _started(started)
+
+
+@router.post("/apps/{app}/restart", response_model=StartedOut, status_code=202, tags=["processes"])
+async def restart(app: AppDep, body: RestartIn, ctx: Ctx) -> StartedOut:
+    return _started(processes.restart(ctx, app.name, body.service, body.wait))
+
+
+@router.post("/apps/{app}/cancel", response_model=PromotionOut, status_code=202, tags=["releases"])
+async def cancel(app: AppDep, ctx: Ctx) -> PromotionOut:
+    return PromotionOut.of(await processes.cancel(ctx, app.name))
+
+
+def run_plan(app: AppDep, body: RunIn, ctx: Ctx) -> processes.RunPlan:
+    # A dependency, so a bad request is refused before the event stream starts.
+    return processes.plan_run(ctx, app.name, body.service, body.command, body.release)
+
+
+@router.post("/apps/{app}/run", response_class=EventSourceResponse, tags=["processes"])
+async def run(
+    plan: Annotated[processes.RunPlan, Depends(run_plan)], ctx: Ctx
+) -> AsyncIterable[ServerSentEvent]:
+    """A one-off process: its output as `line` events, then an `exit` event with its code."""
+    async for kind, value in processes.run(ctx, plan):
+        yield ServerSentEvent(data=value, event=kind)
+
+
+def _started(started: releases.Started) -> StartedOut:
+    return StartedOut(
+        release=ReleaseOut.of(started.release, active=False),
+        promotion=PromotionOut.of(started.promotion),
+        warnings=list(started.warnings),
+    )
 
 
 @router.get("/apps/{app}/logs", response_class=EventSourceResponse, tags=["logs"])
@@ -283,19 +358,12 @@ async def logs(
     ctx: Ctx,
     since: Annotated[float | None, Query(ge=0, description="seconds back")] = None,
     follow: bool = True,
+    service: str | None = None,
+    filter: Annotated[str | None, Query(description="only lines containing this")] = None,
 ) -> AsyncIterable[ServerSentEvent]:
-    """Platform events of the app, oldest first, then new ones as they happen."""
+    """Process output and platform events of the app, oldest first, then as they happen."""
     start = utcnow() - timedelta(seconds=since) if since is not None else None
-    last = 0
-    while True:
-        with ctx.store.transaction() as tx:
-            events = tx.events(app.name, after_id=last, since=start)
-        for event in events:
-            last = event.id
-            yield ServerSentEvent(data=EventOut.of(event).model_dump(), event="event")
-        if not follow and not events:
-            return
-        if await request.is_disconnected():
-            return
-        if not events:
-            await ctx.notifier.wait(1.0)
+    async for line in app_logs.stream(
+        ctx, app.name, start, follow, service, filter, request.is_disconnected
+    ):
+        yield ServerSentEvent(data={"line": line.line}, event="log")

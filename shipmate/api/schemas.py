@@ -167,6 +167,7 @@ class PromoteIn(BaseModel):
 class StartedOut(BaseModel):
     release: ReleaseOut
     promotion: PromotionOut
+    warnings: list[str] = Field(default_factory=list)
 
 
 class EventOut(BaseModel):
@@ -212,3 +213,26 @@ class ProcessOut(BaseModel):
             pid=p.pid,
             port=p.port,
         )
+
+
+class ScaleOut(BaseModel):
+    service: str
+    desired: int
+    running: int
+
+
+class ScaleIn(BaseModel):
+    service: str
+    count: int = Field(ge=0, le=100)
+    wait: float | None = Field(default=None, gt=0, description="deadline in seconds")
+
+
+class RestartIn(BaseModel):
+    service: str | None = None
+    wait: float | None = Field(default=None, gt=0, description="deadline in seconds")
+
+
+class RunIn(BaseModel):
+    service: str
+    command: str = Field(min_length=1)
+    release: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from shipmate.cli.client import CliError
 from shipmate.cli.common import app_name, app_option, client, json_option
 from shipmate.cli.output import keyvalues, print_json, table
 
@@ -53,6 +54,22 @@ def info(app: str | None, as_json: bool) -> None:
             ("Router", routes),
         ]
     )
+
+
+@apps.command("cancel")
+@app_option
+def cancel(app: str | None) -> None:
+    """Stop the promotion in progress and revert to the previous active release."""
+    api = client()
+    name = app_name(app)
+    promotion = api.post(f"/apps/{name}/cancel")
+    click.echo(f"Cancelling the promotion of {promotion['release']}...")
+    for kind, data in api.stream(f"/apps/{name}/promotions/{promotion['id']}/events"):
+        if kind == "event":
+            click.echo(data["line"])
+        elif kind == "done" and data["state"] != "Reverted":
+            raise CliError(f"the revert did not complete: {data['state']}: {data['reason']}")
+    click.echo("OK")
 
 
 @apps.command("delete")

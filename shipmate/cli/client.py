@@ -74,10 +74,12 @@ class Client:
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 
-    def stream(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
+    def stream(
+        self, path: str, method: str = "GET", body: Any = None, **params: Any
+    ) -> Iterator[tuple[str, Any]]:
         """(event name, decoded data) of a Server-Sent Events stream."""
         try:
-            with connect_sse(self.http, "GET", path, params=params) as source:
+            with connect_sse(self.http, method, path, params=params, json=body) as source:
                 if source.response.status_code >= 400:
                     source.response.read()
                     raise CliError(_error_message(source.response))

@@ -169,7 +169,11 @@ def _stop_rack(pid: int) -> None:
 
 def _stop_apps(settings: Settings) -> None:
     """Stop the app processes that outlive the rack (`rack stop --all`)."""
-    # The hook for the local runtime's process shims.
+    from shipmate.runtimes.local.cleanup import stop_all_processes
+
+    click.echo("Stopping app processes...", nl=False)
+    count = stop_all_processes(settings.home)
+    click.echo(f" OK ({count})")
 
 
 def _stop_router(settings: Settings) -> None:

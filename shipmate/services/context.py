@@ -22,6 +22,7 @@ class Context:
     events: EventLog
     router_url: str = ""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    promotions: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running, by id
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run background work the rack keeps a reference to (so it is not collected)."""

@@ -7,9 +7,13 @@ stops mid-way finds it on the next start and reverts it (see `recover`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.humanize import utcnow
+from shipmate.domain.ids import release_hash
 from shipmate.domain.manifest import Manifest, load_manifest
 from shipmate.domain.promotion import State, transition
 from shipmate.runtimes.base import (
@@ -33,8 +37,19 @@ def manifest_of(release: Release) -> Manifest:
     return load_manifest(release.manifest, release.manifest_name or "shipmate.yml")
 
 
-def desired_state(ctx: Context, release: Release, wait: float | None = None) -> DesiredState:
-    """The processes `release` needs; raises before anything runs when it cannot be run."""
+def desired_state(
+    ctx: Context,
+    release: Release,
+    wait: float | None = None,
+    counts: Mapping[str, int] | None = None,
+    restart_before: datetime | None = None,
+    restart_services: tuple[str, ...] = (),
+) -> DesiredState:
+    """The processes `release` needs; raises before anything runs when it cannot be run.
+
+    `counts` (the app's formation) overrides the manifest's `scale.count` per service.
+    """
+    counts = counts or {}
     manifest = manifest_of(release)
     if release.build_id is None:
         raise InvalidInput(f"release {release.id} has no build: run `shipmate build` first")
@@ -58,7 +73,7 @@ def desired_state(ctx: Context, release: Release, wait: float | None = None) -> 
                 command=service.command,
                 port=service.port,
                 health=HealthCheck(health.path, health.grace, health.interval, health.timeout),
-                count=service.count,
+                count=counts.get(service.name, service.count),
                 minimum=service.minimum,
                 maximum=service.maximum,
                 termination_grace=service.termination_grace,
@@ -72,7 +87,14 @@ def desired_state(ctx: Context, release: Release, wait: float | None = None) -> 
         directory=ctx.settings.builds_dir / release.build_id,
         services=tuple(services),
         deadline=wait if wait is not None else manifest.deadline(),
+        restart_before=restart_before,
+        restart_services=restart_services,
     )
+
+
+def formation(ctx: Context, app: str) -> dict[str, int]:
+    with ctx.store.transaction() as tx:
+        return tx.formation(app)
 
 
 def ensure_idle(tx: Tx, app: str) -> None:
@@ -81,7 +103,14 @@ def ensure_idle(tx: Tx, app: str) -> None:
         raise AppBusy(app, running.release_id)
 
 
-def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None) -> Promotion:
+def begin(
+    ctx: Context,
+    tx: Tx,
+    release: Release,
+    kind: str,
+    wait: float | None,
+    options: dict[str, Any] | None = None,
+) -> Promotion:
     """Validate and record a promotion inside the caller's transaction.
 
     Everything that can refuse the promotion runs before the first write, so a refusal
@@ -94,7 +123,7 @@ def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None)
         # The revert target must be runnable too, or a failed promotion could not revert.
         tx.get_release(app.name, app.release_id)
     promotion = tx.create_promotion(
-        app.name, release.id, app.release_id, kind, state=State.PENDING.value
+        app.name, release.id, app.release_id, kind, state=State.PENDING.value, options=options
     )
     audit.record(tx, "promotion.start", app.name, release.id, _audit_detail(promotion))
     tx.update_app(app.name, status="updating")
@@ -110,7 +139,9 @@ def begin(ctx: Context, tx: Tx, release: Release, kind: str, wait: float | None)
 
 def start(ctx: Context, promotion: Promotion, wait: float | None) -> None:
     ctx.notifier.notify()
-    ctx.spawn(run(ctx, promotion.id, wait))
+    task = ctx.spawn(run(ctx, promotion.id, wait))
+    ctx.promotions[promotion.id] = task
+    task.add_done_callback(lambda _: ctx.promotions.pop(promotion.id, None))
 
 
 async def run(ctx: Context, promotion_id: str, wait: float | None = None) -> None:
@@ -151,6 +182,8 @@ class PromotionRun:
                 fields["status"] = status
             if new is State.RUNNING:
                 fields["release_id"] = self.release.id
+                if self.promotion.options.get("counts"):
+                    tx.set_formation(app, self.promotion.options["counts"])
             if fields:
                 tx.update_app(app, **fields)
             tx.add_event(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
@@ -165,11 +198,23 @@ class PromotionRun:
         self.ctx.notifier.notify()
         self.state = new
 
+    def desired(self, wait: float | None = None) -> DesiredState:
+        counts = formation(self.ctx, self.promotion.app)
+        counts.update(self.promotion.options.get("counts", {}))
+        restart = self.promotion.created_at if self.promotion.kind == "restart" else None
+        services = tuple(self.promotion.options.get("restart", ()))
+        return desired_state(self.ctx, self.release, wait, counts, restart, services)
+
     async def execute(self, wait: float | None) -> None:
         try:
             if self.state is State.PENDING:
+                if self.promotion.kind in ("promote", "rollback"):
+                    failure = await self.release_phase()
+                    if failure:
+                        await self.revert(State.ERROR, failure)
+                        return
                 self.advance(State.UPDATING)
-            await self.ctx.runtime.apply(desired_state(self.ctx, self.release, wait), self.emit)
+            await self.ctx.runtime.apply(self.desired(wait), self.emit)
         except RolloutFailed as failure:
             failed = State.DEADLINE if failure.kind == "deadline" else State.ERROR
             await self.revert(failed, failure.reason)
@@ -181,6 +226,30 @@ class PromotionRun:
             return
         self.advance(State.RUNNING, status="running")
 
+    async def release_phase(self) -> str | None:
+        """Run the manifest's `release:` command once, before any process is replaced.
+
+        Returns why it failed, or None.
+        """
+        command = manifest_of(self.release).release
+        if not command:
+            return None
+        with self.ctx.store.transaction() as tx:
+            tx.record_release_command(self.promotion.id, command)
+        desired = desired_state(self.ctx, self.release)
+        obj = f"release-{release_hash(self.release.id)}"
+        self.emit(obj, f"Running release command: {command}")
+        code: int | str = 1
+        async for kind, value in self.ctx.runtime.run(desired, desired.services[0].name, command):
+            if kind == "line":
+                self.emit(obj, str(value))
+            else:
+                code = value
+        if code != 0:
+            return f"release command failed with exit code {code}: nothing was replaced"
+        self.emit(obj, "Release command finished (exit code 0)")
+        return None
+
     async def revert(self, failed: State, reason: str) -> None:
         if self.state in (State.PENDING, State.UPDATING):
             self.advance(failed, reason=reason, status="rollback")
@@ -190,7 +259,8 @@ class PromotionRun:
             if self.previous is None:
                 desired = DesiredState.nothing(self.promotion.app)
             else:
-                desired = desired_state(self.ctx, self.previous)
+                counts = formation(self.ctx, self.promotion.app)
+                desired = desired_state(self.ctx, self.previous, counts=counts)
             await self.ctx.runtime.apply(desired, self.emit)
         except Exception as exc:
             why = f"{reason}; the revert failed too: {exc}"
@@ -208,11 +278,16 @@ def _audit_detail(promotion: Promotion) -> str:
 
 
 async def recover(ctx: Context) -> None:
-    """After a restart: revert promotions the rack was in the middle of, then run what is active.
+    """After a restart: adopt the processes that kept running, revert promotions the rack was
+    in the middle of, then make sure every app runs its active release.
 
-    The local runtime's processes did not survive the rack, so an unfinished promotion is
-    reverted rather than resumed: its outcome was never reported as a success.
+    An unfinished promotion is reverted rather than resumed: its success was never reported,
+    and the processes of the previous release are still serving, so reverting keeps them.
     """
+    for process in await ctx.runtime.adopt():
+        ctx.events.emit(
+            process.app, process.id, f"Adopted process (pid {process.pid}) after a rack restart"
+        )
     with ctx.store.transaction() as tx:
         unfinished = tx.unfinished_promotions()
         apps = tx.list_apps()
@@ -234,7 +309,8 @@ async def recover(ctx: Context) -> None:
             release = tx.get_release(app.name, app.release_id)
         emit = _app_emitter(ctx, app.name)
         try:
-            await ctx.runtime.apply(desired_state(ctx, release), emit)
+            counts = formation(ctx, app.name)
+            await ctx.runtime.apply(desired_state(ctx, release, counts=counts), emit)
         except Exception as exc:
             emit(APP_OBJECT, f"Could not start release {release.id}: {exc}")
 

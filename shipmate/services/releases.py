@@ -9,6 +9,7 @@ from typing import TypeVar
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
 from shipmate.services import audit, promotions
 from shipmate.services.context import Context
+from shipmate.store.repository import Tx
 from shipmate.structs import Promotion, Release
 
 T = TypeVar("T")
@@ -18,6 +19,7 @@ T = TypeVar("T")
 class Started:
     release: Release
     promotion: Promotion
+    warnings: tuple[str, ...] = ()
 
 
 async def when_idle(
@@ -90,6 +92,23 @@ def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Star
             copied_from=target.id,
         )
         audit.record(tx, "release.rollback", app, copy.id, f"copy of {target.id}")
+        warnings = _migration_warnings(tx, target)
         promotion = promotions.begin(ctx, tx, copy, "rollback", wait)
     promotions.start(ctx, promotion, wait)
-    return Started(copy, promotion)
+    return Started(copy, promotion, warnings)
+
+
+def _migration_warnings(tx: Tx, target: Release) -> tuple[str, ...]:
+    """Rolling back does not undo what release commands did after the target (migrations)."""
+    ran = [
+        p.release_id
+        for p in tx.release_commands_since(target.app, target.created_at)
+        if p.release_id != target.id
+    ]
+    if not ran:
+        return ()
+    names = ", ".join(dict.fromkeys(ran))
+    return (
+        f"WARNING: release commands ran after {target.id} (in {names}); rolling back does not "
+        "revert what they did, such as database migrations",
+    )

@@ -133,10 +133,29 @@ def _connected(engine: Engine, begin: bool = False) -> Iterator[Connection]:
         if not begin:
             yield conn
             return
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            yield conn
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Alembic rebuilds a SQLite table to alter it (copy, drop, rename), which foreign
+            # keys pointing at it would forbid; they are checked as a whole before the commit.
+            # The pragma only takes effect outside a transaction: hence the raw connection.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ShipmateError(
+                            f"the migration would break {len(broken)} references between rows "
+                            f"(first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def check_known(current: str | None, target: str) -> None:

@@ -21,6 +21,7 @@ from shipmate.store.tables import (
     AuditRow,
     BuildRow,
     EventRow,
+    FormationRow,
     PromotionRow,
     ReleaseRow,
     TokenRow,
@@ -77,6 +78,8 @@ def _promotion(row: PromotionRow) -> Promotion:
         row.finished_at,
         [s for s in row.history.split(",") if s],
         row.created_by or "",
+        json.loads(row.options) if row.options else {},
+        row.release_command,
     )
 
 
@@ -178,7 +181,7 @@ class Tx:
         return _app(row)
 
     def delete_app(self, name: str) -> None:
-        for model in (EventRow, PromotionRow, ReleaseRow, BuildRow):
+        for model in (EventRow, PromotionRow, ReleaseRow, BuildRow, FormationRow):
             self.session.execute(delete(model).where(model.app == name))
         self.session.execute(delete(AppRow).where(AppRow.name == name))
 
@@ -327,9 +330,16 @@ class Tx:
 
     # promotions
     def create_promotion(
-        self, app: str, release_id: str, previous_release_id: str | None, kind: str, state: str
+        self,
+        app: str,
+        release_id: str,
+        previous_release_id: str | None,
+        kind: str,
+        state: str,
+        options: dict[str, Any] | None = None,
     ) -> Promotion:
         row = PromotionRow(
+            options=json.dumps(options, sort_keys=True) if options else None,
             id=self._unused_id(PromotionRow, new_promotion_id),
             app=app,
             release_id=release_id,
@@ -349,6 +359,40 @@ class Tx:
         if row is None or row.app != app:
             raise NotFound(f"no such promotion: {promotion_id} (app {app})")
         return _promotion(row)
+
+    def record_release_command(self, promotion_id: str, command: str) -> None:
+        row = self.session.get(PromotionRow, promotion_id)
+        if row is None:
+            raise NotFound(f"no such promotion: {promotion_id}")
+        row.release_command = command
+        self.session.flush()
+
+    def release_commands_since(self, app: str, since: datetime) -> list[Promotion]:
+        """Promotions of the app after `since` that ran a release-phase command."""
+        rows = self.session.scalars(
+            select(PromotionRow)
+            .where(
+                PromotionRow.app == app,
+                PromotionRow.created_at > since,
+                PromotionRow.release_command.is_not(None),
+            )
+            .order_by(PromotionRow.created_at)
+        )
+        return [_promotion(r) for r in rows]
+
+    # formation
+    def formation(self, app: str) -> dict[str, int]:
+        rows = self.session.scalars(select(FormationRow).where(FormationRow.app == app))
+        return {r.service: r.count for r in rows}
+
+    def set_formation(self, app: str, counts: dict[str, int]) -> None:
+        for service, count in counts.items():
+            row = self.session.get(FormationRow, (app, service))
+            if row is None:
+                self.session.add(FormationRow(app=app, service=service, count=count))
+            else:
+                row.count = count
+        self.session.flush()
 
     def get_promotion_by_id(self, promotion_id: str) -> Promotion:
         row = self.session.get(PromotionRow, promotion_id)

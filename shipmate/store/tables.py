@@ -86,6 +86,11 @@ class PromotionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(64))  # token name; None before 0002
+    # JSON: {"counts": {service: n}} for a scale (made the app's formation on success),
+    # {"restart": [service, ...]} for a restart of some services.
+    options: Mapped[str | None] = mapped_column(Text)
+    # The release-phase command this promotion ran, if any (rollbacks warn about these).
+    release_command: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_promotions_app_created", "app", "created_at"),
@@ -137,3 +142,17 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_audit_app_id", "app", "id"),)
+
+
+class FormationRow(Base):
+    """How many processes of each service an app runs, when scaled away from the manifest.
+
+    Kept apart from releases (which are immutable), as Heroku keeps its formation.
+    """
+
+    __tablename__ = "formation"
+    app: Mapped[str] = mapped_column(
+        ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True
+    )
+    service: Mapped[str] = mapped_column(String(30), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

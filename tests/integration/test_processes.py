@@ -304,3 +304,42 @@ def test_rack_killed_mid_promotion_reverts_and_keeps_serving(rack: Rack, tmp_pat
     assert "the rack stopped during the promotion" in rack.ok(
         "releases", "info", releases[0]["id"], "-a", "crashed"
     )
+
+
+WORKER = """  worker:
+    command: python3 -c "import time; print('working', flush=True); time.sleep(100000)"
+    health:
+      grace: 1
+"""
+
+
+def test_services_without_a_port(rack: Rack, tmp_path: Path) -> None:
+    source = with_manifest(tmp_path, WORKER)
+    rack.ok("apps", "create", "workers")
+    out = rack.ok("deploy", str(source), "-a", "workers")
+    assert re.search(r"system/local/worker Scaled up release R[A-Z]{9} to 1$", out, re.M)
+    assert sorted(p["service"] for p in running(rack, "workers")) == ["web", "worker"]
+    [worker] = [p for p in running(rack, "workers") if p["service"] == "worker"]
+    assert worker["port"] is None
+    logs = eventually(
+        lambda: rack.ok("logs", "-a", "workers", "--no-follow", "--service", "worker")
+    )
+    assert f"service/worker/{worker['id']} working" in logs  # type: ignore[operator]
+    rack.ok("scale", "worker", "--count", "2", "-a", "workers")
+    assert sum(p["service"] == "worker" for p in running(rack, "workers")) == 2
+
+    # A worker that dies during its grace period fails the promotion, which reverts.
+    text = (
+        (source / "shipmate.yml")
+        .read_text()
+        .replace("\"import time; print('working', flush=True); time.sleep(100000)\"", '"exit 5"')
+        .replace('python3 -c "exit 5"', "exit 5")
+    )
+    (source / "shipmate.yml").write_text(text)
+    result = rack.run("deploy", str(source), "-a", "workers")
+    assert result.code == 1
+    assert re.fullmatch(
+        r"ERROR: rollback: process worker-\S+ exited with code 5 before it became healthy\n",
+        result.err,
+    )
+    assert sum(p["service"] == "worker" for p in running(rack, "workers")) == 2
