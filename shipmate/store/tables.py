@@ -151,8 +151,6 @@ class FormationRow(Base):
     """
 
     __tablename__ = "formation"
-    app: Mapped[str] = mapped_column(
-        ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True
-    )
+    app: Mapped[str] = mapped_column(ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True)
     service: Mapped[str] = mapped_column(String(30), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
