@@ -38,4 +38,4 @@ echo
 echo "The example app answers through the router:"
 curl -s -H "Host: web.hello.localhost" "$router/" || python -c "import urllib.request as u; print(u.urlopen(u.Request('$router/', headers={'Host': 'web.hello.localhost'})).read().decode())"
 echo
-echo "The rack keeps running: try 'export PATH=\$PWD/.venv/bin:\$PATH; shipmate releases -a hello'; stop it with 'shipmate rack stop'."
+echo "The rack keeps running: try 'export PATH=\$PWD/.venv/bin:\$PATH; shipmate releases -a hello'; stop it and its apps with 'shipmate rack stop --all'."
