@@ -35,7 +35,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -375,4 +375,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.Formatter.converter = time.gmtime
     home = (args.home or shipmate_home()).expanduser().resolve()
-    sys.exit(asyncio.run(run(home, args.listen, args.domain)))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        code = runner.run(run(home, args.listen, args.domain))
+    sys.exit(code)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: its event loop and transports are written in C and take
+    about a tenth off the router's CPU time per request (docs/BENCHMARKS.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -39,6 +39,9 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+# Header names already seen to be valid tokens -> lower-cased: checking and lowering the same
+# few names on every message is most of the cost of parsing a head.
+_NAMES: dict[bytes, bytes] = {}
 
 # How a message body is delimited.
 BODY_NONE = 0
@@ -113,13 +116,19 @@ def _split_head(head: bytes) -> tuple[bytes, list[Header]]:
         raise ProtocolError("NUL in message head")
     lines = head[:-4].split(CRLF)
     headers: list[Header] = []
+    names = _NAMES
     for line in lines[1:]:
         colon = line.find(b":")
         name = line[:colon]
-        # A leading space/tab (obs-fold) or whitespace before the colon fails the token check.
-        if colon <= 0 or not _TOKEN.fullmatch(name):
-            raise ProtocolError("malformed header line")
-        headers.append((name.lower(), line[colon + 1 :].strip(b" \t"), line))
+        lowered = names.get(name)
+        if lowered is None:
+            # A leading space/tab (obs-fold) or whitespace before the colon fails the check.
+            if colon <= 0 or not _TOKEN.fullmatch(name):
+                raise ProtocolError("malformed header line")
+            lowered = name.lower()
+            if len(names) < 4096:
+                names[name] = lowered
+        headers.append((lowered, line[colon + 1 :].strip(b" \t"), line))
     return lines[0], headers
 
 
@@ -128,6 +137,8 @@ def _tokens(value: bytes) -> set[bytes]:
 
 
 def _content_length(values: list[bytes]) -> int:
+    if len(values) == 1 and _DIGITS.fullmatch(values[0]):
+        return int(values[0])  # the usual case, and a valid one
     # Several Content-Length headers (or a list) are allowed only when they all agree.
     found: set[bytes] = set()
     for value in values:

@@ -20,9 +20,11 @@ import contextlib
 import logging
 import re
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from http import HTTPStatus
+from typing import Any
 
+from shipmate.router.fast import ClientConnection, Exchange, FastPool, UpstreamConnection
 from shipmate.router.http1 import (
     BODY_CHUNKED,
     BODY_EOF,
@@ -31,7 +33,6 @@ from shipmate.router.http1 import (
     CRLF,
     HEAD_END,
     HOP_BY_HOP,
-    MAX_HEAD,
     READ_CHUNK,
     NullSink,
     ProtocolError,
@@ -70,6 +71,8 @@ _CLIENT_TO_UPSTREAM = ("client", "upstream")
 _UPSTREAM_TO_CLIENT = ("upstream", "client")
 _LABEL = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MISSING: object = object()
+# How often idle connections and deadlines are checked.
+SWEEP_INTERVAL = 1.0
 
 
 def parse_host(host_header: str, domain: str = "localhost") -> tuple[str, str] | None:
@@ -123,6 +126,10 @@ class Router:
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
         self._pool = UpstreamPool(connect_timeout=connect_timeout)
+        # The fast path (fast.py): its client connections and its own upstream connections.
+        self._clients: set[ClientConnection] = set()
+        self._fast_pool = FastPool(idle_timeout=self._pool.idle_timeout)
+        self._streams: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # Client connections -> whether an exchange is in progress (stop() spares those).
@@ -138,8 +145,9 @@ class Router:
 
     async def start(self) -> None:
         self._stopping = False
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_HEAD, backlog=1024
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), self.host, self.port, backlog=1024
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep())
@@ -150,6 +158,10 @@ class Router:
         self._stopping = True
         if self._server is not None:
             self._server.close()
+        deadline = asyncio.get_running_loop().time() + grace
+        for client in list(self._clients):
+            if client.exchange is None:
+                client.transport.close()
         for task, busy in list(self._connections.items()):
             if not busy:
                 task.cancel()
@@ -159,20 +171,85 @@ class Router:
             for task in late:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # Fast-path exchanges in progress close their connection when they finish.
+        while self._clients and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for client in list(self._clients):
+            client.transport.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
         self._pool.close()
+        self._fast_pool.close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
 
     async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(SWEEP_INTERVAL)
             self._pool.sweep()
+            self._fast_pool.sweep()
+            now = loop.time()
+            for client in list(self._clients):
+                client.check(now)
+
+    # --- the fast path's ways out (see fast.py) ------------------------------------------------
+
+    def _spawn_stream(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+
+    async def _fast_connect(self, exchange: Exchange) -> None:
+        backend = exchange.backend
+        host, _, port = backend.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._pool.connect_timeout):
+                _, upstream = await loop.create_connection(
+                    lambda: UpstreamConnection(backend), host, int(port)
+                )
+        except (OSError, TimeoutError):
+            exchange.connecting = None
+            if exchange.client.exchange is exchange:
+                exchange.retry_elsewhere()  # nothing was sent: the stream path tries the rest
+            return
+        exchange.connecting = None
+        if exchange.client.exchange is not exchange:
+            upstream.transport.close()  # the client went away meanwhile
+            return
+        upstream.send(exchange)
+
+    async def _finish_converted(
+        self,
+        req: Request,
+        resp: Response,
+        conn: Connection,
+        creader: asyncio.StreamReader,
+        cwriter: asyncio.StreamWriter,
+        backend: str,
+    ) -> None:
+        """Relay a response the fast path handed over, then serve the client connection."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = True
+        keep = reusable = False
+        try:
+            keep, reusable = await self._respond(req, resp, conn, creader, cwriter, backend)
+        except Exception:
+            log.exception("router: unexpected error relaying a response")
+        finally:
+            self.table.end(backend)
+            self._pool.release(conn, reusable=reusable)
+            self._connections.pop(task, None)
+        if keep:
+            await self._serve(creader, cwriter)
+        else:
+            cwriter.close()
 
     # --- client connections ----------------------------------------------------------------
 
@@ -377,69 +454,85 @@ class Router:
                 return await self._bad_gateway(req, cwriter, backend, reason)
 
             # 3. The response.
-            if resp.status == 101:
-                if req.upgrade is None:
-                    return await self._bad_gateway(req, cwriter, backend, "unrequested upgrade")
-                await self._tunnel(creader, cwriter, conn, resp)
-                return False
-            kind = response_body(req.method, resp)
-            keep = req.keep_alive and not self._stopping
-            drop = resp.connection_tokens
-            framed = kind in (BODY_CHUNKED, BODY_EOF)
-            lines = [
-                line
-                for name, _, line in resp.headers
-                if name not in HOP_BY_HOP
-                and name not in drop
-                and not (framed and name == b"content-length")
-            ]
-            if framed:
-                if req.version == b"HTTP/1.1":
-                    lines.append(b"Transfer-Encoding: chunked")
-                else:
-                    keep = False  # an HTTP/1.0 client can only see the end as a close
-            if not keep:
-                lines.append(b"Connection: close")
-            elif req.version == b"HTTP/1.0":
-                lines.append(b"Connection: keep-alive")
-            out = build_head(b"HTTP/1.1 " + resp.status_line_rest, lines)
-            timeout = self.read_timeout
-            try:
-                if kind == BODY_NONE:
-                    await write(cwriter, out, "client")
-                elif kind == BODY_LENGTH:
-                    length = resp.length or 0
-                    if length <= BUFFER_BODY:
-                        # One write for head and body: one syscall, one packet for small pages.
-                        data = await read_exactly(conn.reader, length, "upstream", timeout)
-                        await write(cwriter, out + data, "client")
-                    else:
-                        await write(cwriter, out, "client")
-                        await relay_length(
-                            conn.reader, cwriter, length, _UPSTREAM_TO_CLIENT, timeout
-                        )
-                elif kind == BODY_CHUNKED:
-                    await write(cwriter, out, "client")
-                    dechunk = req.version != b"HTTP/1.1"
-                    await relay_chunked(
-                        conn.reader, cwriter, _UPSTREAM_TO_CLIENT, timeout, dechunk=dechunk
-                    )
-                else:
-                    await write(cwriter, out, "client")
-                    chunk = req.version == b"HTTP/1.1"
-                    await relay_until_eof(
-                        conn.reader, cwriter, _UPSTREAM_TO_CLIENT, timeout, chunk=chunk
-                    )
-            except RelayError as exc:
-                if exc.side == "upstream":
-                    # The head may be out already; closing the client connection is the only
-                    # way left to tell it the response is incomplete.
-                    log.warning("router: process %s failed mid-response: %s", backend, exc.reason)
-                return False
-            reusable = not resp.close and kind != BODY_EOF
+            keep, reusable = await self._respond(req, resp, conn, creader, cwriter, backend)
             return keep
         finally:
             self._pool.release(conn, reusable=reusable)
+
+    def _response_head(self, req: Request, resp: Response, kind: int) -> tuple[bytes, bool]:
+        """The head the client gets for `resp`, and whether its connection stays open."""
+        keep = req.keep_alive and not self._stopping
+        drop = resp.connection_tokens
+        framed = kind in (BODY_CHUNKED, BODY_EOF)
+        lines = [
+            line
+            for name, _, line in resp.headers
+            if name not in HOP_BY_HOP
+            and name not in drop
+            and not (framed and name == b"content-length")
+        ]
+        if framed:
+            if req.version == b"HTTP/1.1":
+                lines.append(b"Transfer-Encoding: chunked")
+            else:
+                keep = False  # an HTTP/1.0 client can only see the end as a close
+        if not keep:
+            lines.append(b"Connection: close")
+        elif req.version == b"HTTP/1.0":
+            lines.append(b"Connection: keep-alive")
+        return build_head(b"HTTP/1.1 " + resp.status_line_rest, lines), keep
+
+    async def _respond(
+        self,
+        req: Request,
+        resp: Response,
+        conn: Connection,
+        creader: asyncio.StreamReader,
+        cwriter: asyncio.StreamWriter,
+        backend: str,
+    ) -> tuple[bool, bool]:
+        """Relay `resp` (its head already read) to the client: (keep the client connection,
+        the upstream connection can be reused)."""
+        if resp.status == 101:
+            if req.upgrade is None:
+                reason = "unrequested upgrade"
+                return await self._bad_gateway(req, cwriter, backend, reason), False
+            await self._tunnel(creader, cwriter, conn, resp)
+            return False, False
+        kind = response_body(req.method, resp)
+        out, keep = self._response_head(req, resp, kind)
+        timeout = self.read_timeout
+        try:
+            if kind == BODY_NONE:
+                await write(cwriter, out, "client")
+            elif kind == BODY_LENGTH:
+                length = resp.length or 0
+                if length <= BUFFER_BODY:
+                    # One write for head and body: one syscall, one packet for small pages.
+                    data = await read_exactly(conn.reader, length, "upstream", timeout)
+                    await write(cwriter, out + data, "client")
+                else:
+                    await write(cwriter, out, "client")
+                    await relay_length(conn.reader, cwriter, length, _UPSTREAM_TO_CLIENT, timeout)
+            elif kind == BODY_CHUNKED:
+                await write(cwriter, out, "client")
+                dechunk = req.version != b"HTTP/1.1"
+                await relay_chunked(
+                    conn.reader, cwriter, _UPSTREAM_TO_CLIENT, timeout, dechunk=dechunk
+                )
+            else:
+                await write(cwriter, out, "client")
+                chunk = req.version == b"HTTP/1.1"
+                await relay_until_eof(
+                    conn.reader, cwriter, _UPSTREAM_TO_CLIENT, timeout, chunk=chunk
+                )
+        except RelayError as exc:
+            if exc.side == "upstream":
+                # The head may be out already; closing the client connection is the only
+                # way left to tell it the response is incomplete.
+                log.warning("router: process %s failed mid-response: %s", backend, exc.reason)
+            return False, False
+        return keep, not resp.close and kind != BODY_EOF
 
     async def _tunnel(
         self,
@@ -530,6 +623,14 @@ class Router:
         keep: bool,
         request: Request | None = None,
     ) -> bool:
+        data, keep = self._page(status, message, keep=keep, request=request)
+        await write(writer, data, "client")
+        return keep
+
+    def _page(
+        self, status: int, message: str, *, keep: bool, request: Request | None = None
+    ) -> tuple[bytes, bool]:
+        """An error page of the router's own, and whether the connection stays open."""
         keep = keep and not self._stopping
         body = f"shipmate router: {message}\n".encode()
         lines = [b"Content-Type: text/plain; charset=utf-8", b"Content-Length: %d" % len(body)]
@@ -541,8 +642,7 @@ class Router:
         data = build_head(b"HTTP/1.1 %d %b" % (status, phrase), lines)
         if request is None or request.method != b"HEAD":
             data += body
-        await write(writer, data, "client")
-        return keep
+        return data, keep
 
 
 # --- manual testing ----------------------------------------------------------------------------

@@ -149,6 +149,13 @@ class RouteTable:
         with self._lock:
             return self._inflight.get(backend, 0)
 
+    def begin(self, backend: str) -> None:
+        """Count one request in flight on `backend` until `end`; `track` for blocks."""
+        self._begin(backend)
+
+    def end(self, backend: str) -> None:
+        self._end(backend)
+
     def _begin(self, backend: str) -> None:
         with self._lock:
             self._inflight[backend] = self._inflight.get(backend, 0) + 1

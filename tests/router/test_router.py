@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import uvloop
 
 from shipmate.router.proxy import Router, parse_host
 from shipmate.router.table import RouteTable
@@ -130,8 +131,9 @@ def free_port() -> int:
 
 
 class RouterThread:
-    def __init__(self, table: RouteTable, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, table: RouteTable, loop: str = "asyncio", **options: Any) -> None:
+        # The daemon runs on uvloop where it is installed; both loops must behave the same.
+        self.loop = uvloop.new_event_loop() if loop == "uvloop" else asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.router = Router(table, port=0, **options)
@@ -160,9 +162,9 @@ def table() -> RouteTable:
     return RouteTable()
 
 
-@pytest.fixture
-def router(table: RouteTable) -> Iterator[RouterThread]:
-    running = RouterThread(table)
+@pytest.fixture(params=["asyncio", "uvloop"])
+def router(request: pytest.FixtureRequest, table: RouteTable) -> Iterator[RouterThread]:
+    running = RouterThread(table, request.param)
     yield running
     running.close()
 
@@ -631,3 +633,62 @@ def test_stop_closes_listener(table: RouteTable) -> None:
     running.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+# --- the fast path's edges (fast.py) -------------------------------------------------------------
+
+
+def test_pipelined_requests_across_a_handover(
+    table: RouteTable, backends: tuple[Backend, Backend], router: RouterThread
+) -> None:
+    # The middle answer is chunked, so the connection moves to the stream path mid-pipeline
+    # with the third request already buffered: every answer still comes, in order.
+    table.set_backends("myapp", "web", [backends[0].addr])
+    three = raw(
+        router,
+        b"GET /first HTTP/1.1\r\nHost: web.myapp.localhost\r\n\r\n"
+        b"GET /chunked HTTP/1.1\r\nHost: web.myapp.localhost\r\n\r\n"
+        b"POST /third HTTP/1.1\r\nHost: web.myapp.localhost\r\nContent-Length: 5\r\n"
+        b"Connection: close\r\n\r\nthird",
+    )
+    first = three.index(b'"path": "/first"')
+    chunked = three.index(b"Transfer-Encoding: chunked")
+    assert three.count(b"HTTP/1.1 200 OK") == 3
+    assert first < chunked < three.index(b"\r\n\r\nthird")
+    assert three.endswith(b"\r\n\r\nthird")
+
+
+def test_a_stalled_process_gets_a_502(table: RouteTable, backends: tuple[Backend, Backend]):
+    table.set_backends("myapp", "web", [backends[0].addr])
+    running = RouterThread(table, read_timeout=0.5)
+    try:
+        with httpx.Client(base_url=running.router.url, headers={"Host": HOST}, timeout=10) as c:
+            started = time.monotonic()
+            resp = c.get("/slow?d=4")
+            assert resp.status_code == 502
+            assert resp.text == (
+                f"shipmate router: process {backends[0].addr} failed: no response within 0.5s\n"
+            )
+            assert time.monotonic() - started < 3.5
+            assert table.inflight(backends[0].addr) == 0
+    finally:
+        running.close()
+
+
+def test_stop_lets_a_request_in_flight_finish(
+    table: RouteTable, backends: tuple[Backend, Backend]
+) -> None:
+    a = backends[0]
+    table.set_backends("myapp", "web", [a.addr])
+    running = RouterThread(table)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            httpx.get, running.router.url + "/slow?d=0.5", headers={"Host": HOST}, timeout=10
+        )
+        deadline = time.monotonic() + 5
+        while table.inflight(a.addr) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        running.close()
+        resp = pending.result(timeout=10)
+    assert resp.status_code == 200 and resp.headers["connection"] == "close"
