@@ -15,6 +15,12 @@ def record(tx: Tx, action: str, app: str | None = None, target: str = "", detail
     tx.add_audit(action, app, target, detail)
 
 
+def log(ctx: Context, action: str, app: str | None, target: str = "", detail: str = "") -> None:
+    """For actions that change no row of their own (run, ps stop): a transaction of its own."""
+    with ctx.store.transaction() as tx:
+        tx.add_audit(action, app, target, detail)
+
+
 def entries(ctx: Context, app: str | None, limit: int) -> list[AuditEntry]:
     with ctx.store.transaction() as tx:
         return tx.audit(app, limit)

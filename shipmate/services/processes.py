@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from shipmate.domain.errors import InvalidInput, NotFound
 from shipmate.domain.promotion import State
 from shipmate.runtimes.base import DesiredState, ProcessInfo
-from shipmate.services import promotions
+from shipmate.services import audit, promotions
 from shipmate.services.context import Context
 from shipmate.services.releases import Started
 from shipmate.store.repository import Tx
@@ -52,6 +52,7 @@ async def stop_process(ctx: Context, app: str, process_id: str) -> None:
         ctx.events.emit(app, obj, message)
 
     await ctx.runtime.stop_process(app, process_id, emit)
+    audit.log(ctx, "process.stop", app, process_id)
 
 
 async def scale_table(ctx: Context, app: str) -> list[ServiceScale]:
@@ -135,6 +136,7 @@ async def run(ctx: Context, plan: RunPlan) -> AsyncIterator[tuple[str, str | int
         plan.service,
         f"Running one-off process of {plan.desired.release_id}: {plan.command}",
     )
+    audit.log(ctx, "run", plan.app, plan.desired.release_id, f"{plan.service}: {plan.command}")
     async for item in ctx.runtime.run(plan.desired, plan.service, plan.command):
         yield item
 
@@ -156,6 +158,7 @@ async def cancel(ctx: Context, app: str) -> Promotion:
         await asyncio.gather(task, return_exceptions=True)
     with ctx.store.transaction() as tx:
         promotion = tx.get_promotion(app, running.id)
+        audit.record(tx, "promotion.cancel", app, promotion.release_id, promotion.id)
         release = tx.get_release(app, promotion.release_id)
         previous = (
             tx.get_release(app, promotion.previous_release_id)

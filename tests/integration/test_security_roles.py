@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Rack
+from tests.integration.conftest import EXAMPLE, Rack
 
 # (method, path template) -> least role. Some routes may not exist yet: only those in the
 # rack's OpenAPI document are exercised, and every route in it is.
@@ -276,3 +276,34 @@ def test_actions_record_their_actor(rack: Rack, tokens: dict[str, str]) -> None:
     }
     # Values never reach the audit trail.
     assert "hunter2" not in json.dumps(entries) and "debug" not in json.dumps(entries)
+
+
+def test_deploys_scales_runs_and_stops_record_the_deployer(
+    rack: Rack, tokens: dict[str, str]
+) -> None:
+    deployer = as_token(rack, tokens["deployer"])
+    rack.ok("apps", "create", "audited")  # admin only
+    deployer.ok("deploy", str(EXAMPLE), "-a", "audited")
+    release = rack.releases("audited")[0]
+    info = rack.ok("releases", "info", str(release["id"]), "-a", "audited")
+    assert re.search(r"^Created by\s+deployer-1$", info, re.M)
+    assert re.search(
+        r"^Promotions\s+P[A-Z]{9}  promote  succeeded  \S+  by deployer-1$", info, re.M
+    )
+    deployer.ok("scale", "web", "--count", "2", "-a", "audited")
+    assert deployer.run("run", "web", "echo one-off", "-a", "audited").out == "one-off\n"
+    process = json.loads(deployer.ok("ps", "-a", "audited", "--json"))[0]["id"]
+    deployer.ok("ps", "stop", process, "-a", "audited")
+    deployer.ok("scale", "web", "--count", "1", "-a", "audited")
+
+    entries = json.loads(rack.ok("audit", "-a", "audited", "--json"))
+    actions = [(e["actor"], e["action"], e["detail"]) for e in reversed(entries)]
+    assert actions[0] == ("rack-owner", "app.create", "")
+    mine = [(action, detail) for actor, action, detail in actions if actor == "deployer-1"]
+    kinds = [action for action, _ in mine]
+    assert kinds[:4] == ["build.create", "release.create", "promotion.start", "promotion.succeeded"]
+    assert ("run", "web: echo one-off") in mine
+    assert "process.stop" in kinds
+    scales = [d for a, d in mine if a == "promotion.start" and d.startswith("scale ")]
+    assert [s.split()[-1] for s in scales] == ["web=2", "web=1"]
+    assert all(e["app"] == "audited" for e in entries)
