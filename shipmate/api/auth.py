@@ -27,6 +27,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 ADMIN_ROUTES = frozenset({("POST", "/apps"), ("DELETE", "/apps/{app}")})
 ADMIN_PREFIX = "/rack/"
 MASK = "****"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="shipmate"'}  # RFC 6750
 
 # The role of the token behind the current request; None outside a request.
 current_role: ContextVar[str | None] = ContextVar("shipmate_role", default=None)
@@ -63,16 +64,22 @@ async def require_token(request: Request) -> None:
     scheme, _, given = header.partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
-        raise ApiError(401, "missing token: set SHIPMATE_TOKEN or run the CLI as the rack's user")
+        raise ApiError(
+            401,
+            "missing token: set SHIPMATE_TOKEN or run the CLI as the rack's user",
+            CHALLENGE,
+        )
     ctx: Context = request.app.state.ctx
     token = tokens.authenticate(ctx, given)
     where = f"{request.method} {request.url.path} from {_client(request)}"
     if token is None:
         log.warning("refused: unknown token: %s", where)
-        raise ApiError(401, "invalid token: check SHIPMATE_TOKEN")
+        raise ApiError(401, "invalid token: check SHIPMATE_TOKEN", CHALLENGE)
     if token.revoked_at is not None:
         log.warning("refused: revoked token %s: %s", token.name, where)
-        raise ApiError(401, f"token {token.name} was revoked: ask an admin for a new one")
+        raise ApiError(
+            401, f"token {token.name} was revoked: ask an admin for a new one", CHALLENGE
+        )
     route = request.scope.get("route")
     needed = required_role(request.method, getattr(route, "path", request.url.path))
     if tokens.rank(token.role) < tokens.rank(needed):

@@ -11,6 +11,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 import shipmate
 from shipmate.api.auth import require_token
+from shipmate.api.errors import ERROR_RESPONSES
 from shipmate.api.schemas import (
     AppCreate,
     AppOut,
@@ -37,7 +38,7 @@ from shipmate.services import logs as app_logs
 from shipmate.services.context import Context
 from shipmate.structs import App, Build, Promotion
 
-router = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
 
 
 def context(request: Request) -> Context:

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from shipmate.api.auth import require_token
+from shipmate.api.errors import ERROR_RESPONSES
 from shipmate.domain.ids import validate_app_name
 from shipmate.services import audit, keys, tokens
 from shipmate.services.context import Context
 from shipmate.structs import AuditEntry, Token
 
-router = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
 
 
 def _context(request: Request) -> Context:

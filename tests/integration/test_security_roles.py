@@ -154,6 +154,7 @@ def test_every_route_refuses_missing_bad_revoked_tokens_and_too_low_roles(
         ):
             response = call(rack, token, method, path, scheme)
             assert response.status_code == 401, (label, method, template, response.text)
+            assert response.headers["www-authenticate"] == 'Bearer realm="shipmate"'
             one_line_error(response)
         for role in RANK:
             if RANK[role] >= RANK[needed]:
