@@ -54,6 +54,7 @@ from shipmate.router.http1 import (
 )
 from shipmate.router.proxy import Router
 from shipmate.router.table import RouteTable
+from shipmate.router.workers import Workers, default_count
 
 log = logging.getLogger("shipmate.router")
 
@@ -137,32 +138,46 @@ def _name(value: str, what: str) -> str:
 class Admin:
     """The admin API: applies routing changes to the table and persists them."""
 
-    def __init__(self, table: RouteTable, paths: Paths, health: dict[str, Any]) -> None:
+    def __init__(
+        self, table: RouteTable, paths: Paths, health: dict[str, Any], workers: Workers
+    ) -> None:
         self.table = table
         self.paths = paths
         self.health = health
+        self.workers = workers
         self._saved: str | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
-    def persist(self) -> None:
+    def persist(self) -> bool:
+        """Write the table to routes.json; False when it had not changed."""
         text = json.dumps({"version": 1, "routes": self.table.snapshot()}, indent=1)
-        if text != self._saved:
-            write_atomically(self.paths.routes, text + "\n")
-            self._saved = text
+        if text == self._saved:
+            return False
+        write_atomically(self.paths.routes, text + "\n")
+        self._saved = text
+        return True
+
+    async def changed(self) -> None:
+        # Saved, then applied by every worker, before the change is acknowledged.
+        if self.persist():
+            await self.workers.sync(self.table.snapshot())
 
     async def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("?", 1)[0].split("/") if p]
         if parts == ["health"] and method == "GET":
-            return 200, self.health
+            return 200, {**self.health, "workers": self.workers.pids}
         if parts == ["routes"] and method == "GET":
             return 200, {"routes": self.table.snapshot()}
         if parts == ["drained"] and method == "POST":
             backend = _field(body, "backend", str)
             timeout = min(float(_field(body, "timeout", (int, float))), MAX_DRAIN_WAIT)
-            return 200, {"drained": await self.table.wait_drained(backend, timeout)}
+            here, there = await asyncio.gather(
+                self.table.wait_drained(backend, timeout), self.workers.drained(backend, timeout)
+            )
+            return 200, {"drained": here and there}
         if len(parts) == 2 and parts[0] == "routes" and method == "DELETE":
             self.table.remove_app(_name(parts[1], "app"))
-            self.persist()
+            await self.changed()
             return 200, {}
         if len(parts) in (3, 4) and parts[0] == "routes":
             app, service = _name(parts[1], "app"), _name(parts[2], "service")
@@ -188,7 +203,7 @@ class Admin:
                     raise AdminError(404, f"no such admin endpoint: {method} {path}")
             except ValueError as exc:
                 raise AdminError(400, str(exc)) from None
-            self.persist()
+            await self.changed()
             return 200, {"backends": self.table.backends(app, service)}
         raise AdminError(404, f"no such admin endpoint: {method} {path}")
 
@@ -287,6 +302,16 @@ async def _exit_when_disowned(paths: Paths, done: asyncio.Event) -> None:
             return
 
 
+def _probe(host: str, port: int) -> int:
+    """Bind `host:port` alone (OSError when taken) and return the port (0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the real listener: connections of an earlier router in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
 def _split(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
@@ -294,7 +319,7 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def run(home: Path, listen: str, domain: str) -> int:
+async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
     paths = Paths(home)
     home.mkdir(parents=True, exist_ok=True)
     if _socket_answers(paths.socket):
@@ -302,12 +327,25 @@ async def run(home: Path, listen: str, domain: str) -> int:
         return 1
     table = load_table(paths.routes)
     host, port = _split(listen)
-    router = Router(table, host, port, domain)
     try:
+        if workers > 1:
+            # SO_REUSEPORT would let this router share a port another one holds (say, of
+            # another SHIPMATE_HOME) without a word: bind once without it to find out.
+            port = _probe(host, port)
+        router = Router(table, host, port, domain, reuse_port=workers > 1)
         await router.start()
     except OSError as exc:
         print(f"ERROR: cannot listen on {listen} for the router: {exc.strerror}", flush=True)
         return 1
+    address = f"[{router.host}]" if ":" in router.host else router.host
+    others = Workers(workers, f"{address}:{router.port}", router.domain)
+    try:
+        await others.start(table.snapshot())
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        # Serving from one process is slower, not wrong.
+        log.error("router: cannot start the other router processes (%s); serving alone", exc)
+        await others.stop(grace=0)
+        others = Workers(1, others.listen, router.domain)
     started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     health = {
         "service": SERVICE,
@@ -316,7 +354,7 @@ async def run(home: Path, listen: str, domain: str) -> int:
         "started": started,
         "domain": router.domain,
     }
-    admin = Admin(table, paths, health)
+    admin = Admin(table, paths, health, others)
     admin.persist()
     paths.socket.unlink(missing_ok=True)
     # Created with no permission for group and others, so no moment exists when another
@@ -327,7 +365,7 @@ async def run(home: Path, listen: str, domain: str) -> int:
             admin.serve, path=str(paths.socket), limit=MAX_HEAD
         )
     except OSError as exc:
-        await router.stop(grace=0)
+        await asyncio.gather(router.stop(grace=0), others.stop(grace=0))
         print(f"ERROR: cannot create the admin socket {paths.socket}: {exc}", flush=True)
         return 1
     finally:
@@ -351,7 +389,7 @@ async def run(home: Path, listen: str, domain: str) -> int:
         log.info("router: stopping")
         server.close()
         await admin.close()
-        await router.stop(grace=5)
+        await asyncio.gather(router.stop(grace=5), others.stop(grace=5))
         # Only our own files: a router started after us (it would have refused while we
         # answered, but be safe) keeps its own.
         with contextlib.suppress(OSError, ValueError):
@@ -371,12 +409,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=None, help="default: SHIPMATE_HOME")
     parser.add_argument("--listen", default=DEFAULT_ROUTER, metavar="HOST:PORT")
     parser.add_argument("--domain", default="localhost")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_count(),
+        help="router processes sharing the port (default: one per CPU, at most 4)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.Formatter.converter = time.gmtime
     home = (args.home or shipmate_home()).expanduser().resolve()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        code = runner.run(run(home, args.listen, args.domain))
+        code = runner.run(run(home, args.listen, args.domain, max(1, args.workers)))
     sys.exit(code)
 
 

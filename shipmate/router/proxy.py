@@ -118,8 +118,11 @@ class Router:
         read_timeout: float = 60.0,
         connect_timeout: float = 5.0,
         keepalive_timeout: float = 75.0,
+        reuse_port: bool = False,
     ) -> None:
         self.table = table
+        # Several router processes share the port (SO_REUSEPORT; see workers.py).
+        self.reuse_port = reuse_port
         self.host = host
         self.port = port
         self.domain = domain.lower().strip(".")
@@ -147,7 +150,11 @@ class Router:
         self._stopping = False
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ClientConnection(self), self.host, self.port, backlog=1024
+            lambda: ClientConnection(self),
+            self.host,
+            self.port,
+            backlog=1024,
+            reuse_port=self.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep())

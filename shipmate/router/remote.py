@@ -184,7 +184,9 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else f"see {path}"
 
 
-def start(paths: Paths, listen: str, domain: str = "localhost") -> RouterInfo:
+def start(
+    paths: Paths, listen: str, domain: str = "localhost", *, workers: int | None = None
+) -> RouterInfo:
     """Start the daemon detached from the caller (its own session, so it outlives the rack
     and signals sent to the rack's group never reach it); return once it answers."""
     paths.home.mkdir(parents=True, exist_ok=True)
@@ -200,6 +202,7 @@ def start(paths: Paths, listen: str, domain: str = "localhost") -> RouterInfo:
                 listen,
                 "--domain",
                 domain,
+                *(["--workers", str(workers)] if workers else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,

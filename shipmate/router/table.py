@@ -82,6 +82,17 @@ class RouteTable:
         with self._lock:
             self._routes[(app, service)] = new
 
+    def load(self, routes: dict[str, dict[str, list[str]]]) -> None:
+        """Replace every route at once (a `snapshot()` of another table)."""
+        new = {
+            (app, service): tuple(dict.fromkeys(_check_backend(b) for b in backends))
+            for app, services in routes.items()
+            for service, backends in services.items()
+        }
+        with self._lock:
+            self._routes = new
+            self._cursor = {k: v for k, v in self._cursor.items() if k in new}
+
     def add_backend(self, app: str, service: str, backend: str) -> None:
         _check_backend(backend)
         with self._lock:

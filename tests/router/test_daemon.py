@@ -152,9 +152,10 @@ def test_draining_across_processes(paths: Paths, backends: tuple[Backend, Backen
     call(paths, "set_backends", "myapp", "web", [a.addr])
     assert call(paths, "wait_drained", a.addr, 5.0) is True  # nothing in flight
 
-    with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(get, info.url, "/slow?d=1.5")
-        time.sleep(0.5)  # the request is on its way to a
+    with ThreadPoolExecutor(6) as pool:
+        # Several connections, so that every router process has one of them in flight.
+        slow = [pool.submit(get, info.url, "/slow?d=1.5") for _ in range(6)]
+        time.sleep(0.5)  # the requests are on their way to a
         # What the runtime does: put the new process in, take the old one out, wait.
         call(paths, "add_backend", "myapp", "web", b.addr)
         call(paths, "remove_backend", "myapp", "web", a.addr)
@@ -163,8 +164,44 @@ def test_draining_across_processes(paths: Paths, backends: tuple[Backend, Backen
         started = time.monotonic()
         assert call(paths, "wait_drained", a.addr, 10.0) is True
         assert time.monotonic() - started > 0.3
-        resp = slow.result(timeout=10)
-    assert resp.status_code == 200 and resp.headers["x-backend"] == "a"
+        assert all(s.done() or s.running() for s in slow)
+        answers = [s.result(timeout=10) for s in slow]
+    assert {(r.status_code, r.headers["x-backend"]) for r in answers} == {(200, "a")}
+
+
+def test_every_router_process_follows_the_table(
+    paths: Paths, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    info = remote.start(paths, "127.0.0.1:0", workers=3)
+    health = httpx.Client(transport=httpx.HTTPTransport(uds=str(paths.socket)))
+    with health:
+        workers = health.get("http://router/health").json()["workers"]
+        assert len(workers) == 2
+
+        def served() -> set[str]:
+            # A new connection each time: the kernel spreads them over the processes.
+            return {get(info.url).headers["x-backend"] for _ in range(40)}
+
+        call(paths, "set_backends", "myapp", "web", [a.addr])
+        assert served() == {"a"}
+        call(paths, "set_backends", "myapp", "web", [b.addr])
+        assert served() == {"b"}
+
+        # A worker that dies is replaced, with the current table.
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while workers[0] in (now := health.get("http://router/health").json()["workers"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        while len(health.get("http://router/health").json()["workers"]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert served() == {"b"}
+    assert remote.stop(paths) == info
+    for pid in now:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_stops_when_its_home_disowns_it(paths: Paths) -> None:
@@ -273,6 +310,17 @@ def test_router_serves_while_the_rack_is_killed_and_restarted(tmp_path: Path) ->
         results = load.finish()
         load = None
         assert remote.running(Paths(tmp_path)) == router
+
+        # A router that dies while the rack runs is started again on its address, with its
+        # table (requests fail only in the gap).
+        rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
+        os.kill(router.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (again := remote.running(Paths(tmp_path))) is None or again.pid == router.pid:
+            assert time.monotonic() < deadline, "the rack did not start the router again"
+            time.sleep(0.1)
+        assert again.url == router_url
+        assert rack.get("myapp").status_code == 200
     finally:
         if load is not None:
             load.finish()
