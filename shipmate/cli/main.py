@@ -9,6 +9,7 @@ import click
 import shipmate
 from shipmate.cli import apps, builds, env, logs, rack, releases, security
 from shipmate.cli.client import CliError
+from shipmate.cli.output import error
 from shipmate.domain.errors import ShipmateError
 
 
@@ -17,12 +18,15 @@ class Shipmate(click.Group):
         try:
             return super().invoke(ctx)
         except (CliError, ShipmateError) as exc:
-            click.echo(f"ERROR: {exc}", err=True)
+            error(str(exc))
             sys.exit(1)
         except click.UsageError as exc:
             # One line, like every other error, with the way to get help.
             hint = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
-            click.echo(f"ERROR: {exc.format_message()}{hint}", err=True)
+            error(f"{exc.format_message().rstrip('.')}{hint}")
+            sys.exit(1)
+        except click.ClickException as exc:
+            error(exc.format_message())
             sys.exit(1)
 
 

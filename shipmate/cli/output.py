@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.text import Text
 
 from shipmate.domain.humanize import ago, utcnow
 
@@ -54,3 +56,13 @@ def elapsed(start: str | None, end: str | None) -> str:
         return f"{minutes}m{seconds}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes}m"
+
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """`ERROR: <message>` on stderr, one line; in red on a terminal (rich knows when)."""
+    text = Text("ERROR:", style="bold red")
+    text.append(f" {message}")
+    _stderr.print(text)
