@@ -23,6 +23,7 @@ from shipmate.runtimes.local.shim import proc_start_time
 # else a process sees comes from its release, as on Heroku and Convox.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 SPAWN_TIMEOUT = 10.0
+SHIM = str(Path(__file__).with_name("shim.py"))
 
 
 def free_port() -> int:
@@ -117,13 +118,14 @@ class LocalProcess:
         (self.directory / "meta.json").write_text(json.dumps(self._meta()))
         shim_log = (self.directory / "shim.log").open("ab")
         # The shim runs in a session of its own, with no pipe to the rack, so that it and
-        # the app survive the rack; PYTHONPATH lets it import shipmate from any checkout.
-        shim_env = {**full, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+        # the app survive the rack. It is a script of the standard library alone, run without
+        # site-packages (-S) or the app's PYTHON* variables (-I): its start-up delays the app's.
         self._shim = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "shipmate.runtimes.local.shim",
+                "-I",
+                "-S",
+                SHIM,
                 "--dir",
                 str(self.directory),
                 "--grace",
@@ -136,7 +138,7 @@ class LocalProcess:
                 self.command,
             ],
             cwd=str(cwd),
-            env=shim_env,
+            env=full,
             stdin=subprocess.DEVNULL,
             stdout=shim_log,
             stderr=shim_log,

@@ -10,31 +10,29 @@ to it, so the rack can stop, crash or restart while the app keeps serving:
 - on SIGTERM it forwards SIGTERM to the process group, then SIGKILL after the grace given
   at start, and records the exit code before exiting itself.
 
-Run as `python -m shipmate.runtimes.local.shim --dir DIR --grace SECONDS -- COMMAND...`.
+Run as `python -I -S shim.py --dir DIR --grace SECONDS --log-cap BYTES -- COMMAND...`: a
+file of the standard library only, so that it needs neither site-packages nor PYTHONPATH.
+
+Every process of a rollback waits for its shim to start the app, so the shim starts it before
+anything else: it imports only `os`, `sys` and `signal` until the app runs (the rest of the
+standard library it uses costs more than the interpreter's own start-up).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
+USAGE = "usage: shim.py --dir DIR [--grace SECONDS] [--log-cap BYTES] -- COMMAND..."
 
 
 def proc_start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot): a PID plus this is unique."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -52,68 +50,112 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
+def write_json(path: str, data: dict[str, object]) -> None:
+    import json
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 
 class Log:
-    def __init__(self, path: Path, cap: int) -> None:
+    def __init__(self, path: str, cap: int) -> None:
+        import threading
+
         self.path = path
         self.cap = cap
-        self.file = path.open("ab")
+        self.file = open(path, "ab")  # noqa: SIM115 (open for the life of the shim)
         self.lock = threading.Lock()
 
     def write(self, line: bytes) -> None:
+        from datetime import UTC, datetime
+
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
         with self.lock:
             self.file.write(stamp + b" " + line.rstrip(b"\n") + b"\n")
             self.file.flush()
             if self.file.tell() > self.cap:
                 self.file.close()
-                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-                self.file = self.path.open("ab")
+                os.replace(self.path, self.path + ".1")
+                self.file = open(self.path, "ab")  # noqa: SIM115
+
+
+def _parse(argv: list[str]) -> tuple[str, float, int, list[str]]:
+    """(directory, grace, log cap, command); argparse alone takes longer to import than the
+    interpreter takes to start."""
+    options = {"--dir": "", "--grace": "30", "--log-cap": str(DEFAULT_LOG_CAP)}
+    rest = list(argv)
+    while rest and rest[0] != "--" and rest[0].startswith("--"):
+        name, eq, value = rest.pop(0).partition("=")
+        if name not in options or (not eq and not rest):
+            sys.exit(f"{USAGE}\nshim.py: error: bad option {name}")
+        options[name] = value if eq else rest.pop(0)
+    command = rest[1:] if rest[:1] == ["--"] else rest
+    try:
+        grace, cap = float(options["--grace"]), int(options["--log-cap"])
+    except ValueError:
+        sys.exit(f"{USAGE}\nshim.py: error: --grace and --log-cap take numbers")
+    if not options["--dir"] or not command:
+        sys.exit(f"{USAGE}\nshim.py: error: --dir and a command are required")
+    return options["--dir"], grace, cap, command
+
+
+def _spawn(command: list[str]) -> tuple[int, int]:
+    """Start `command` in a session of its own, output to a pipe: (pid, read end)."""
+    read, write = os.pipe()  # both close on exec; the child gets `write` as 1 and 2
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        pid = os.posix_spawnp(
+            command[0],
+            command,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, write, 1),
+                (os.POSIX_SPAWN_DUP2, write, 2),
+            ],
+            setsid=True,
+            # Python ignores these two; the app must not inherit that (as with subprocess).
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+    finally:
+        os.close(write)
+        os.close(devnull)
+    return pid, read
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="shipmate-shim")
-    parser.add_argument("--dir", required=True, type=Path)
-    parser.add_argument("--grace", type=float, default=30.0)
-    parser.add_argument("--log-cap", type=int, default=DEFAULT_LOG_CAP)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    directory: Path = args.dir
-    state_path = directory / "state.json"
-    log = Log(directory / "output.log", args.log_cap)
+    directory, grace, log_cap, command = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        pid, output = _spawn(command)
+    except OSError as exc:
+        sys.exit(f"shim.py: cannot start {command[0]}: {exc}")
 
-    child = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    state: dict[str, Any] = {
+    # The app runs: the rest can take its time.
+    import contextlib
+    import threading
+    import time
+
+    state_path = os.path.join(directory, "state.json")
+    log = Log(os.path.join(directory, "output.log"), log_cap)
+    state: dict[str, object] = {
         "shim_pid": os.getpid(),
         "shim_start": proc_start_time(os.getpid()),
-        "pid": child.pid,
-        "pid_start": proc_start_time(child.pid),
+        "pid": pid,
+        "pid_start": proc_start_time(pid),
         "status": "running",
         "exit_code": None,
     }
-    write_json(state_path, state)
-
     stopping = threading.Event()
     stopped_at: list[float] = []
 
     def kill_after_grace() -> None:
-        deadline = time.monotonic() + args.grace
-        while _group_alive(child.pid) and time.monotonic() < deadline:
+        deadline = time.monotonic() + grace
+        while _group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
 
     def on_term(signum: int, _frame: object) -> None:
         if stopping.is_set():
@@ -123,31 +165,33 @@ def main(argv: list[str] | None = None) -> int:
         state["status"] = "stopping"
         write_json(state_path, state)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM)
         threading.Thread(target=kill_after_grace, daemon=True).start()
 
+    # Before state.json: the rack signals the shim only once it has read that file.
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    write_json(state_path, state)
 
     def copy_output() -> None:
-        assert child.stdout is not None
-        for line in iter(child.stdout.readline, b""):
-            log.write(line)
+        with os.fdopen(output, "rb") as lines:
+            for line in iter(lines.readline, b""):
+                log.write(line)
 
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
-    code = child.wait()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if stopping.is_set():
         # The shell may exit on SIGTERM at once while the app it started finishes its
         # requests: give the rest of the group what is left of the grace period.
-        deadline = stopped_at[0] + args.grace
-        while _group_alive(child.pid) and time.monotonic() < deadline:
+        deadline = stopped_at[0] + grace
+        while _group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
     # What the command left behind in its process group (the shell's children when the shell
     # itself was killed, daemons) dies with it, or it would run on unsupervised.
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     # A daemon the command left behind may hold the pipe open: don't wait on it for long.
     reader.join(timeout=2)
     # A process killed by a signal reports -N; shells say 128+N, which is what users know.
