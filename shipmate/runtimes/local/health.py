@@ -14,12 +14,28 @@ from shipmate.runtimes.local.process import LocalProcess
 # Readiness is polled faster than the manifest's interval: the interval paces reports of
 # failures, while the first success is what a user waits for during a rollback.
 READINESS_POLL = 0.05
+# Until the process listens, whether its port accepts a connection is asked this often: a
+# tenth of the cost of a health check, so the check runs within ~5 ms of the app listening
+# rather than ~25 ms later on average (bench/rollback.py).
+LISTEN_POLL = 0.005
 
 
 class ProcessExited(Exception):
     def __init__(self, process: LocalProcess) -> None:
         super().__init__(f"process {process.id} exited with code {process.exit_code}")
         self.process = process
+
+
+async def _listening(port: int, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except TimeoutError:
+        return True  # the health check will tell
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 async def _probe(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
@@ -53,7 +69,11 @@ async def wait_healthy(
     while True:
         if not process.alive:
             raise ProcessExited(process)
-        problem = await _probe(client, url, check.timeout)
+        pause = READINESS_POLL
+        if not await _listening(process.port, check.timeout):
+            problem, pause = "ConnectError", LISTEN_POLL  # what httpx calls a refused connection
+        else:
+            problem = await _probe(client, url, check.timeout)
         if problem is None:
             process.health_problem = None
             return
@@ -63,4 +83,4 @@ async def wait_healthy(
             emit(process.id, f"Unhealthy: GET {check.path}: {problem}")
             last_report = now
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.exited.wait(), timeout=READINESS_POLL)
+            await asyncio.wait_for(process.exited.wait(), timeout=pause)
