@@ -46,7 +46,7 @@ class Client:
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60.0, read=600.0),
-            verify=_tls_context(),
+            verify=_tls_context(base_url),
         )
 
     @classmethod
@@ -92,7 +92,11 @@ class Client:
             ) from None
 
 
-def _tls_context() -> ssl.SSLContext | bool:
+def _tls_context(base_url: str) -> ssl.SSLContext | bool:
+    if not base_url.startswith("https:"):
+        # A plain-HTTP rack needs no trust store, and loading one is a quarter of the CLI's
+        # start-up (bench/rollback.py): a context that trusts nothing, never used.
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # SHIPMATE_CA_CERT: the certificate (or CA) of a rack started with --tls-cert that the
     # usual trust store does not know, e.g. a self-signed one.
     cafile = os.environ.get("SHIPMATE_CA_CERT")
