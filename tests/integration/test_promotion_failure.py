@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import httpx
 
@@ -78,7 +79,13 @@ def test_unhealthy_release_reverts_on_deadline(rack: Rack) -> None:
     info = rack.ok("apps", "info", "-a", "unhealthy")
     assert re.search(r"^Status\s+running$", info, re.M)
     assert re.search(rf"^Release\s+{r1}$", info, re.M)
+    # The reverted process is out of the router at once but may take a second or two to exit
+    # after SIGTERM (the example app finishes its requests): wait for it, don't race it.
+    deadline = time.monotonic() + 30
     ps = rack.ok("ps", "-a", "unhealthy").splitlines()
+    while len(ps) > 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ps = rack.ok("ps", "-a", "unhealthy").splitlines()
     assert len(ps) == 2 and r1 in ps[1]
 
 
