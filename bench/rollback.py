@@ -4,6 +4,7 @@ through the router comes from the target release, against the app's own boot tim
 
     python bench/rollback.py                       # ~4 minutes; table + bench/results/
     python bench/rollback.py --rollbacks 5 --boot 0 --counts 1
+    python bench/rollback.py --against /tmp/old    # interleaved with another checkout
 
 For each boot delay B (the example app sleeps B ms before listening) and each process count,
 the app gets two releases that differ by one variable; the script then rolls back to one and
@@ -13,14 +14,22 @@ anything but the new release (the copy the rollback creates), confirmed by 20 in
 
 The floor is what the app itself needs: B plus its first successful health check, measured
 by starting the same command (`/bin/sh -c 'python3 app.py'`, same PATH) by hand, `count` at
-once, and probing /health every millisecond. Overhead = measured - floor: what shipmate adds
-(the CLI's start-up, the API call, the database writes, the shim, health-check polling,
-routing changes).
+once, and probing /health every millisecond, until as many processes answer as the rollout
+waits for before it takes the last old process out (with the default `minimum: 50`, 1 of 1
+and 2 of 4; the time for all of them is recorded too). Overhead = measured - floor: what
+shipmate adds (the CLI's start-up, the API call, database writes, the shim, health-check
+polling, routing changes).
+
+`--against DIR` runs a second rack from another checkout of shipmate (its code first on
+PYTHONPATH, e.g. `git archive <commit> | tar -x -C DIR`) and alternates rollbacks between the
+two racks, so that both see the same load on a shared machine: a before-and-after comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 import tempfile
 import time
@@ -32,57 +41,81 @@ import harness
 # Between rollbacks: lets the processes taken out finish stopping, so each rollback starts on
 # a quiet machine (their stopping is not on the measured path but it takes CPU).
 SETTLE = 0.3
+# The manifest's default `deployment.minimum` (percent of count kept healthy).
+MINIMUM = 50
 
 
-def rollbacks(
-    rack: harness.Rack, app: str, targets: tuple[str, str], n: int, watcher: harness.Watcher
-) -> list[dict[str, Any]]:
-    runs = []
-    for i in range(n):
-        runs.append(harness.rollback_once(rack, app, targets[i % 2], watcher))
-        time.sleep(SETTLE)
-    return runs
+def row(
+    label: str, boot: int, count: int, runs: list[dict[str, Any]], floors: dict[str, list[float]]
+) -> dict[str, Any]:
+    seconds = [r["seconds"] for r in runs]
+    floor = harness.median(floors["needed"])
+    return {
+        "rack": label,
+        "boot_ms": boot,
+        "processes": count,
+        "rollbacks": len(runs),
+        "p50_s": harness.percentile(seconds, 50),
+        "p95_s": harness.percentile(seconds, 95),
+        "floor_s": floor,
+        "floor_all_s": harness.median(floors["all"]),
+        "overhead_p50_s": harness.percentile(seconds, 50) - floor,
+        "overhead_p95_s": harness.percentile(seconds, 95) - floor,
+        "cli_p50_s": harness.percentile([r["cli_seconds"] for r in runs], 50),
+        "failed_requests": sum(r["failed_requests"] for r in runs),
+        "floors_s": floors,
+        "runs": runs,
+    }
 
 
 def scenario(
-    rack: harness.Rack, workdir: Path, count: int, boots: list[int], n: int, floor_rounds: int
+    racks: dict[str, harness.Rack],
+    workdir: Path,
+    count: int,
+    boots: list[int],
+    n: int,
+    floor_rounds: int,
 ) -> list[dict[str, Any]]:
     app = f"bench{count}"
     source = harness.app_copy(workdir, app, count)
-    rack.run("apps", "create", app)
-    rack.run("deploy", str(source), "-a", app)
+    for rack in racks.values():
+        rack.run("apps", "create", app)
+        rack.run("deploy", str(source), "-a", app)
     results = []
-    with harness.Watcher(rack.router, app, pause=0.002) as watcher:
+    with contextlib.ExitStack() as stack:
+        watchers = {
+            label: stack.enter_context(harness.Watcher(rack.router, app, pause=0.002))
+            for label, rack in racks.items()
+        }
+        for watcher in watchers.values():
+            watcher.idle()  # each asks only while its own rack rolls back
         for boot in boots:
-            rack.run("env", "set", f"BOOT_DELAY_MS={boot}", "--promote", "-a", app)
-            first = rack.active(app)
-            rack.run("env", "set", f"FLIP={boot}", "--promote", "-a", app)
-            second = rack.active(app)
-            runs = rollbacks(rack, app, (first, second), n, watcher)
-            floors = harness.boot_floor(source, boot, count, rounds=floor_rounds)
-            floor = harness.median(floors)
-            seconds = [r["seconds"] for r in runs]
-            row = {
-                "boot_ms": boot,
-                "processes": count,
-                "rollbacks": n,
-                "p50_s": harness.percentile(seconds, 50),
-                "p95_s": harness.percentile(seconds, 95),
-                "floor_s": floor,
-                "overhead_p50_s": harness.percentile(seconds, 50) - floor,
-                "overhead_p95_s": harness.percentile(seconds, 95) - floor,
-                "cli_p50_s": harness.percentile([r["cli_seconds"] for r in runs], 50),
-                "failed_requests": sum(r["failed_requests"] for r in runs),
-                "floors_s": floors,
-                "runs": runs,
-            }
-            print(
-                f"  B={boot:>4} ms  {count} process(es): p50 {row['p50_s'] * 1000:6.0f} ms  "
-                f"floor {floor * 1000:6.0f} ms  "
-                f"overhead p50 {row['overhead_p50_s'] * 1000:5.0f} ms",
-                flush=True,
-            )
-            results.append(row)
+            targets = {}
+            for label, rack in racks.items():
+                rack.run("env", "set", f"BOOT_DELAY_MS={boot}", "--promote", "-a", app)
+                first = rack.active(app)
+                rack.run("env", "set", f"FLIP={boot}", "--promote", "-a", app)
+                targets[label] = (first, rack.active(app))
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in racks}
+            for i in range(n):
+                for label, rack in racks.items():
+                    watcher = watchers[label]
+                    with watcher.active():
+                        runs[label].append(
+                            harness.rollback_once(rack, app, targets[label][i % 2], watcher)
+                        )
+                    time.sleep(SETTLE)
+            needed = math.ceil(count * MINIMUM / 100)
+            floors = harness.boot_floor(source, boot, count, needed, rounds=floor_rounds)
+            for label in racks:
+                results.append(row(label, boot, count, runs[label], floors))
+                r = results[-1]
+                print(
+                    f"  {label:<8} B={boot:>4} ms  {count} process(es): p50 "
+                    f"{r['p50_s'] * 1e3:6.0f} ms  floor {r['floor_s'] * 1e3:6.0f} ms  "
+                    f"overhead p50 {r['overhead_p50_s'] * 1e3:5.0f} ms",
+                    flush=True,
+                )
     return results
 
 
@@ -92,8 +125,11 @@ def main() -> None:
     parser.add_argument("--boot", type=int, nargs="+", default=[0, 500, 2000], metavar="MS")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4], metavar="N")
     parser.add_argument("--floor-rounds", type=int, default=5)
+    parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. before/after)")
     args = parser.parse_args()
+    if args.against is not None and not (args.against / "shipmate" / "__init__.py").is_file():
+        raise SystemExit(f"ERROR: {args.against} is not a checkout of shipmate")
 
     began = time.monotonic()
     result: dict[str, Any] = {
@@ -108,32 +144,39 @@ def main() -> None:
             "counts": args.counts,
             "floor_rounds": args.floor_rounds,
             "streak": harness.STREAK,
+            "against": str(args.against) if args.against else None,
         },
     }
     rows: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="shipmate-bench-apps-") as tmp,
-        harness.rack("rollback") as rack,
-    ):
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shipmate-bench-")))
+        racks = {"this": stack.enter_context(harness.rack("rollback"))}
+        if args.against is not None:
+            racks["against"] = stack.enter_context(
+                harness.rack("rollback-against", pythonpath=args.against.resolve())
+            )
         for count in args.counts:
-            rows += scenario(rack, Path(tmp), count, args.boot, args.rollbacks, args.floor_rounds)
+            workdir = tmp / str(count)
+            workdir.mkdir()
+            rows += scenario(racks, workdir, count, args.boot, args.rollbacks, args.floor_rounds)
     result["results"] = rows
     result["seconds"] = time.monotonic() - began
 
     print()
     print(
-        f"{'boot':>6}{'procs':>6}{'p50 ms':>9}{'p95 ms':>9}{'floor ms':>10}"
+        f"{'rack':<9}{'boot':>5}{'procs':>6}{'p50 ms':>8}{'p95 ms':>8}{'floor ms':>10}"
         f"{'overhead p50':>14}{'overhead p95':>14}{'CLI p50 ms':>12}{'failed':>8}"
     )
     for r in rows:
         print(
-            f"{r['boot_ms']:>6}{r['processes']:>6}{r['p50_s'] * 1e3:>9.0f}{r['p95_s'] * 1e3:>9.0f}"
-            f"{r['floor_s'] * 1e3:>10.0f}{r['overhead_p50_s'] * 1e3:>14.0f}"
-            f"{r['overhead_p95_s'] * 1e3:>14.0f}{r['cli_p50_s'] * 1e3:>12.0f}"
-            f"{r['failed_requests']:>8}"
+            f"{r['rack']:<9}{r['boot_ms']:>5}{r['processes']:>6}{r['p50_s'] * 1e3:>8.0f}"
+            f"{r['p95_s'] * 1e3:>8.0f}{r['floor_s'] * 1e3:>10.0f}"
+            f"{r['overhead_p50_s'] * 1e3:>14.0f}{r['overhead_p95_s'] * 1e3:>14.0f}"
+            f"{r['cli_p50_s'] * 1e3:>12.0f}{r['failed_requests']:>8}"
         )
     path = harness.write_result("rollback", result)
-    print(f"\n{len(rows) * args.rollbacks} rollbacks in {result['seconds']:.0f} s; wrote {path}")
+    total = sum(r["rollbacks"] for r in rows)
+    print(f"\n{total} rollbacks in {result['seconds']:.0f} s; wrote {path}")
 
 
 if __name__ == "__main__":
