@@ -126,11 +126,14 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.wait()
 
 
-def start_router(workdir: Path, port: int, backend: int) -> subprocess.Popen[bytes]:
+def start_router(
+    workdir: Path, port: int, backend: int, workers: int | None
+) -> tuple[subprocess.Popen[bytes], int]:
     home = workdir / "home"
     home.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipmate.router", "--home", str(home), "--listen", f":{port}"],
+        [sys.executable, "-m", "shipmate.router", "--home", str(home), "--listen", f":{port}"]
+        + (["--workers", str(workers)] if workers else []),
         stdout=(workdir / "router.log").open("wb"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -145,7 +148,8 @@ def start_router(workdir: Path, port: int, backend: int) -> subprocess.Popen[byt
     transport = httpx.HTTPTransport(uds=str(sock))
     with httpx.Client(transport=transport, base_url="http://router") as admin:
         admin.put("/routes/bench/web", json={"backends": [f"127.0.0.1:{backend}"]})
-    return proc
+        workers = admin.get("/health").json()["workers"]
+    return proc, 1 + len(workers)
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -211,6 +215,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--router-workers", type=int, default=None, help="default: the daemon's (one per CPU)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     for tool in ("wrk", "haproxy"):
@@ -230,7 +237,10 @@ def main() -> None:
         ports = {"direct": free_port(), "shipmate": free_port(), "haproxy": free_port()}
         procs.append(haproxy(workdir, "backend", backend_config(ports["direct"])))
         procs.append(haproxy(workdir, "proxy", proxy_config(ports["haproxy"], ports["direct"])))
-        procs.append(start_router(workdir, ports["shipmate"], ports["direct"]))
+        router, info["router_processes"] = start_router(
+            workdir, ports["shipmate"], ports["direct"], args.router_workers
+        )
+        procs.append(router)
         for port in ports.values():
             wait_port(port)
         scenarios = {"GET": None, f"POST {POST_BYTES} B": post}
@@ -274,6 +284,10 @@ def main() -> None:
             )
         ratio = targets["shipmate"]["rps"] / targets["haproxy"]["rps"]
         print(f"{'':<14}shipmate / haproxy: {ratio:.2f} of the requests/s")
+    print(
+        f"shipmate router: {info['router_processes']} processes on {info['event_loop']}; "
+        f"{info['nproc']} CPUs ({info['cpu']}); load before: {info['load_before'][0]:.2f}"
+    )
     command = "python bench/router.py " + " ".join(sys.argv[1:])
     result = {
         "benchmark": "router",
