@@ -156,7 +156,7 @@ def rollbacks(rack: harness.Rack, app: str, n: int) -> list[dict[str, Any]]:
     rack.run("env", "set", "FLIP=1", "--promote", "-a", app)
     second = rack.active(app)
     runs = []
-    with harness.Watcher(rack.router, app, pause=0.002) as watcher:
+    with harness.Watcher(rack.router, app) as watcher:
         for i in range(n):
             runs.append(harness.rollback_once(rack, app, (first, second)[i % 2], watcher))
             time.sleep(0.3)
@@ -194,7 +194,7 @@ def main() -> None:
         rack.run("apps", "create", "small")
         rack.run("apps", "create", "slow")
         deploys = []
-        with harness.Watcher(rack.router, "small", pause=0.002) as watcher:
+        with harness.Watcher(rack.router, "small") as watcher:
             for i in range(args.deploys):
                 deploys.append(timed_deploy(rack, "small", small, watcher))
                 d = deploys[-1]

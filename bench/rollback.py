@@ -9,16 +9,16 @@ through the router comes from the target release, against the app's own boot tim
 For each boot delay B (the example app sleeps B ms before listening) and each process count,
 the app gets two releases that differ by one variable; the script then rolls back to one and
 the other in turn. A client asks the router which release answers, on one kept-alive
-connection, every ~2 ms; a rollback is done at the first answer after the last answer from
-anything but the new release (the copy the rollback creates), confirmed by 20 in a row.
+connection, every ~10 ms; a rollback is done midway between the last answer from anything
+but the new release (the copy the rollback creates) and the first of 20 in a row from it.
 
 The floor is what the app itself needs: B plus its first successful health check, measured
 by starting the same command (`/bin/sh -c 'python3 app.py'`, same PATH) by hand, `count` at
-once, and probing /health every millisecond, until as many processes answer as the rollout
-waits for before it takes the last old process out (with the default `minimum: 50`, 1 of 1
-and 2 of 4; the time for all of them is recorded too). Overhead = measured - floor: what
-shipmate adds (the CLI's start-up, the API call, database writes, the shim, health-check
-polling, routing changes).
+once, between rollbacks (so under the same load), and probing /health every millisecond,
+until as many processes answer as the rollout waits for before it takes the last old process
+out (with the default `minimum: 50`, 1 of 1 and 2 of 4; the time for all of them is recorded
+too). Overhead = measured - floor: what shipmate adds (the CLI's start-up, the API call,
+database writes, the shim, health-check polling, routing changes).
 
 `--against DIR` runs a second rack from another checkout of shipmate (its code first on
 PYTHONPATH, e.g. `git archive <commit> | tar -x -C DIR`) and alternates rollbacks between the
@@ -74,7 +74,7 @@ def scenario(
     count: int,
     boots: list[int],
     n: int,
-    floor_rounds: int,
+    floor_every: int,
 ) -> list[dict[str, Any]]:
     app = f"bench{count}"
     source = harness.app_copy(workdir, app, count)
@@ -84,7 +84,7 @@ def scenario(
     results = []
     with contextlib.ExitStack() as stack:
         watchers = {
-            label: stack.enter_context(harness.Watcher(rack.router, app, pause=0.002))
+            label: stack.enter_context(harness.Watcher(rack.router, app))
             for label, rack in racks.items()
         }
         for watcher in watchers.values():
@@ -97,6 +97,8 @@ def scenario(
                 rack.run("env", "set", f"FLIP={boot}", "--promote", "-a", app)
                 targets[label] = (first, rack.active(app))
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in racks}
+            floors: dict[str, list[float]] = {"needed": [], "all": []}
+            needed = math.ceil(count * MINIMUM / 100)
             for i in range(n):
                 for label, rack in racks.items():
                     watcher = watchers[label]
@@ -105,8 +107,10 @@ def scenario(
                             harness.rollback_once(rack, app, targets[label][i % 2], watcher)
                         )
                     time.sleep(SETTLE)
-            needed = math.ceil(count * MINIMUM / 100)
-            floors = harness.boot_floor(source, boot, count, needed, rounds=floor_rounds)
+                if i % floor_every == 0:
+                    # Between rollbacks, so that the floor sees the same load as they do.
+                    for key, values in harness.boot_floor(source, boot, count, needed).items():
+                        floors[key] += values
             for label in racks:
                 results.append(row(label, boot, count, runs[label], floors))
                 r = results[-1]
@@ -124,7 +128,9 @@ def main() -> None:
     parser.add_argument("--rollbacks", type=int, default=20, help="per boot delay and count")
     parser.add_argument("--boot", type=int, nargs="+", default=[0, 500, 2000], metavar="MS")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4], metavar="N")
-    parser.add_argument("--floor-rounds", type=int, default=5)
+    parser.add_argument(
+        "--floor-every", type=int, default=2, metavar="N", help="a floor sample every N rollbacks"
+    )
     parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. before/after)")
     args = parser.parse_args()
@@ -142,7 +148,8 @@ def main() -> None:
             "rollbacks": args.rollbacks,
             "boot_ms": args.boot,
             "counts": args.counts,
-            "floor_rounds": args.floor_rounds,
+            "floor_every": args.floor_every,
+            "watcher_interval_s": harness.WATCH_INTERVAL,
             "streak": harness.STREAK,
             "against": str(args.against) if args.against else None,
         },
@@ -158,7 +165,7 @@ def main() -> None:
         for count in args.counts:
             workdir = tmp / str(count)
             workdir.mkdir()
-            rows += scenario(racks, workdir, count, args.boot, args.rollbacks, args.floor_rounds)
+            rows += scenario(racks, workdir, count, args.boot, args.rollbacks, args.floor_every)
     result["results"] = rows
     result["seconds"] = time.monotonic() - began
 
