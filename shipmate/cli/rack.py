@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
@@ -32,7 +33,17 @@ def _running_pid(settings: Settings) -> int | None:
         return None
     except PermissionError:
         pass
-    return pid
+    return None if _is_zombie(pid) else pid
+
+
+def _is_zombie(pid: int) -> bool:
+    # A rack that died and was not reaped (its parent is gone and init does not reap, as in
+    # some containers) still answers kill(pid, 0), but it is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 @click.group("rack", invoke_without_command=True)

@@ -1,0 +1,138 @@
+"""SIGKILL of the rack at random points: what the CLI reported as created is never lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Rack, start_rack, stop_rack
+
+RELEASE_LINE = re.compile(r"^Release: (R[A-Z]{9})$", re.M)
+BUILD_LINE = re.compile(r"^Build:   (B[A-Z]{9})$", re.M)
+OK_LINE = re.compile(r"^OK, (R[A-Z]{9})$", re.M)
+OPERATIONS = 20
+APP = "durable"
+
+
+def _history(rack: Rack) -> dict[str, dict[str, Any]]:
+    found = json.loads(rack.ok("releases", "-a", APP, "--limit", "1000", "--json"))
+    return {r["id"]: r for r in found}
+
+
+def _settled(rack: Rack, timeout: float = 120) -> dict[str, Any]:
+    """The app once the restarted rack has reverted or finished what it was doing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info: dict[str, Any] = json.loads(rack.ok("apps", "info", "-a", APP, "--json"))
+        if info["status"] == "running":
+            return info
+        assert time.monotonic() < deadline, f"app still {info['status']} after a restart"
+        time.sleep(0.2)
+
+
+def _serving(rack: Rack, release: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            response = rack.get(APP)
+            last = response.status_code, response.text
+            if response.status_code == 200 and response.json()["release"] == release:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        assert time.monotonic() < deadline, f"router not serving {release}: {last}"
+        time.sleep(0.2)
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:  # gone, or a zombie nobody reaps: either way, dead
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        assert time.monotonic() < deadline, f"pid {pid} survived SIGKILL"
+        time.sleep(0.01)
+
+
+def _restart(rack: Rack) -> None:
+    rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_at_random_points_loses_no_reported_release(
+    database_url: str, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("SHIPMATE_KILL_SEED") or random.randrange(1 << 32))
+    rng = random.Random(seed)
+    note = f"(SHIPMATE_KILL_SEED={seed})"
+    rack = start_rack(tmp_path, database_url)
+    try:
+        out = rack.deploy(APP)
+        first = RELEASE_LINE.search(out).group(1)  # type: ignore[union-attr]
+        build = BUILD_LINE.search(out).group(1)  # type: ignore[union-attr]
+        history = _history(rack)
+        # What the CLI said it created, and what each must hold.
+        reported: dict[str, tuple[str | None, dict[str, str]]] = {first: (build, {})}
+        assert history[first]["env"] == {}
+
+        for i in range(OPERATIONS):
+            latest = max(history.values(), key=lambda r: r["number"])
+            if i % 2 == 0:
+                args = ("env", "set", f"K{i}=v{i}", "--promote", "-a", APP)
+                expected = (latest["build"], {**latest["env"], f"K{i}": f"v{i}"}, None)
+            else:
+                target = history[rng.choice(sorted(reported))]
+                args = ("releases", "rollback", target["id"], "-a", APP)
+                expected = (target["build"], target["env"], target["id"])
+            cli = rack.popen(*args)
+            # A random point of the command: after some of its output lines (the release
+            # created, the promotion's steps, the end), then a little more.
+            seen = [cli.stdout.readline() for _ in range(rng.randrange(12))]  # type: ignore[union-attr]
+            time.sleep(rng.uniform(0.0, 0.5))
+            _kill(int(rack.info["pid"]))
+            # Read on through the same buffered pipe (communicate() would skip what
+            # readline() already buffered).
+            out = "".join(seen) + cli.stdout.read()  # type: ignore[union-attr]
+            cli.stderr.read()  # type: ignore[union-attr]
+            cli.wait(timeout=120)
+            said = (RELEASE_LINE if i % 2 == 0 else OK_LINE).search(out)
+            _restart(rack)
+            info = _settled(rack)
+
+            before, history = history, _history(rack)
+            step = f"after operation {i} ({' '.join(args)}) {note}"
+            # Nothing old changed (bar the active flag), and at most one release is new...
+            for rid, old in before.items():
+                assert {**history[rid], "active": False} == {**old, "active": False}, step
+            new = [r for rid, r in history.items() if rid not in before]
+            assert len(new) <= 1, step
+            # ... complete: exactly what the command was creating, never half of it.
+            for release in new:
+                assert (release["build"], release["env"], release["copied_from"]) == expected
+                assert release["number"] == latest["number"] + 1, step
+            if said:
+                assert [r["id"] for r in new] == [said.group(1)], step
+                reported[said.group(1)] = (expected[0], expected[1])
+            for rid, (build_id, env) in reported.items():
+                assert (history[rid]["build"], history[rid]["env"]) == (build_id, env), step
+
+            # Running on exactly one release, the active one, and serving it.
+            active = [rid for rid, r in history.items() if r["active"]]
+            assert active == [info["release"]], step
+            _serving(rack, info["release"])
+    finally:
+        stop_rack(rack)
