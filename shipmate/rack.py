@@ -61,7 +61,13 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     ctx.router_url = router.url
     api_host, api_port = split_address(api_address)
     # Our own socket, so that port 0 works and rack.json names the port actually bound.
-    sock = socket.socket(socket.AF_INET6 if ":" in api_host else socket.AF_INET)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it every small response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in api_host else socket.AF_INET,
+        socket.SOCK_STREAM,
+        socket.IPPROTO_TCP,
+    )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((api_host, api_port))
