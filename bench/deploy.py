@@ -166,7 +166,7 @@ def rollbacks(rack: harness.Rack, app: str, n: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploys", type=int, default=3, help="full deploys of the small app")
-    parser.add_argument("--rollbacks", type=int, default=6, help="per app")
+    parser.add_argument("--rollbacks", type=int, default=5, help="per app")
     parser.add_argument("--build-seconds", type=float, default=30.0, help="the slow build")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. before/after)")
     args = parser.parse_args()

@@ -40,7 +40,7 @@ import harness
 
 # Between rollbacks: lets the processes taken out finish stopping, so each rollback starts on
 # a quiet machine (their stopping is not on the measured path but it takes CPU).
-SETTLE = 0.3
+SETTLE = 0.2
 # The manifest's default `deployment.minimum` (percent of count kept healthy).
 MINIMUM = 50
 
@@ -109,7 +109,8 @@ def scenario(
                     time.sleep(SETTLE)
                 if i % floor_every == 0:
                     # Between rollbacks, so that the floor sees the same load as they do.
-                    for key, values in harness.boot_floor(source, boot, count, needed).items():
+                    sample = harness.boot_floor(source, boot, count, needed, rounds=1)
+                    for key, values in sample.items():
                         floors[key] += values
             for label in racks:
                 results.append(row(label, boot, count, runs[label], floors))
@@ -129,7 +130,7 @@ def main() -> None:
     parser.add_argument("--boot", type=int, nargs="+", default=[0, 500, 2000], metavar="MS")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4], metavar="N")
     parser.add_argument(
-        "--floor-every", type=int, default=2, metavar="N", help="a floor sample every N rollbacks"
+        "--floor-every", type=int, default=4, metavar="N", help="a floor sample every N rollbacks"
     )
     parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout")
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. before/after)")
