@@ -17,9 +17,9 @@ def _shims(run_dir: Path) -> list[dict[str, int]]:
     for state_file in run_dir.glob("*/*/state.json"):
         with contextlib.suppress(OSError, ValueError):
             state = json.loads(state_file.read_text())
-            if state.get("status") != "exited" and proc_start_time(
-                state["shim_pid"]
-            ) == state.get("shim_start"):
+            if state.get("status") != "exited" and proc_start_time(state["shim_pid"]) == state.get(
+                "shim_start"
+            ):
                 found.append(state)
     return found
 
