@@ -14,12 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Rack, start_rack, stop_rack
+from tests.integration.conftest import EXAMPLE, Rack, start_rack, stop_rack
 
 RELEASE_LINE = re.compile(r"^Release: (R[A-Z]{9})$", re.M)
 BUILD_LINE = re.compile(r"^Build:   (B[A-Z]{9})$", re.M)
 OK_LINE = re.compile(r"^OK, (R[A-Z]{9})$", re.M)
 OPERATIONS = 20
+# Release creations and promotions: env changes promoted, rollbacks, builds.
+KINDS = ("env", "rollback", "env", "rollback", "build")
+EVENT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ system/\S+ .*$", re.M)
 APP = "durable"
 
 
@@ -73,9 +76,7 @@ def _restart(rack: Rack) -> None:
 
 
 @pytest.mark.timeout(900)
-def test_sigkill_at_random_points_loses_no_reported_release(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_sigkill_at_random_points_loses_nothing_reported(database_url: str, tmp_path: Path) -> None:
     seed = int(os.environ.get("SHIPMATE_KILL_SEED") or random.randrange(1 << 32))
     rng = random.Random(seed)
     note = f"(SHIPMATE_KILL_SEED={seed})"
@@ -87,21 +88,28 @@ def test_sigkill_at_random_points_loses_no_reported_release(
         history = _history(rack)
         # What the CLI said it created, and what each must hold.
         reported: dict[str, tuple[str | None, dict[str, str]]] = {first: (build, {})}
+        reported_builds = {build: first}
+        shown_events: list[str] = []
         assert history[first]["env"] == {}
 
         for i in range(OPERATIONS):
             latest = max(history.values(), key=lambda r: r["number"])
-            if i % 2 == 0:
-                args = ("env", "set", f"K{i}=v{i}", "--promote", "-a", APP)
+            kind = KINDS[i % len(KINDS)]
+            if kind == "env":
+                args: tuple[str, ...] = ("env", "set", f"K{i}=v{i}", "--promote", "-a", APP)
                 expected = (latest["build"], {**latest["env"], f"K{i}": f"v{i}"}, None)
-            else:
+            elif kind == "rollback":
                 target = history[rng.choice(sorted(reported))]
                 args = ("releases", "rollback", target["id"], "-a", APP)
                 expected = (target["build"], target["env"], target["id"])
+            else:
+                args = ("build", str(EXAMPLE), "-a", APP)
+                expected = (None, latest["env"], None)  # the build is new: checked below
             cli = rack.popen(*args)
             # A random point of the command: after some of its output lines (the release
             # created, the promotion's steps, the end), then a little more.
-            seen = [cli.stdout.readline() for _ in range(rng.randrange(12))]  # type: ignore[union-attr]
+            lines = rng.randrange(7 if kind == "build" else 12)  # a build says less
+            seen = [cli.stdout.readline() for _ in range(lines)]  # type: ignore[union-attr]
             time.sleep(rng.uniform(0.0, 0.5))
             _kill(int(rack.info["pid"]))
             # Read on through the same buffered pipe (communicate() would skip what
@@ -109,11 +117,14 @@ def test_sigkill_at_random_points_loses_no_reported_release(
             out = "".join(seen) + cli.stdout.read()  # type: ignore[union-attr]
             cli.stderr.read()  # type: ignore[union-attr]
             cli.wait(timeout=120)
-            said = (RELEASE_LINE if i % 2 == 0 else OK_LINE).search(out)
+            said = (OK_LINE if kind == "rollback" else RELEASE_LINE).search(out)
+            said_build = BUILD_LINE.search(out)
+            shown_events += EVENT_LINE.findall(out)
             _restart(rack)
             info = _settled(rack)
 
             before, history = history, _history(rack)
+            builds = {b["id"]: b for b in json.loads(rack.ok("builds", "-a", APP, "--json"))}
             step = f"after operation {i} ({' '.join(args)}) {note}"
             # Nothing old changed (bar the active flag), and at most one release is new...
             for rid, old in before.items():
@@ -122,13 +133,30 @@ def test_sigkill_at_random_points_loses_no_reported_release(
             assert len(new) <= 1, step
             # ... complete: exactly what the command was creating, never half of it.
             for release in new:
-                assert (release["build"], release["env"], release["copied_from"]) == expected
+                got = (release["build"], release["env"], release["copied_from"])
+                if kind == "build":
+                    assert builds[release["build"]]["status"] == "complete", step
+                    assert builds[release["build"]]["release"] == release["id"], step
+                    got = (None, *got[1:])
+                assert got == expected, step
                 assert release["number"] == latest["number"] + 1, step
             if said:
                 assert [r["id"] for r in new] == [said.group(1)], step
-                reported[said.group(1)] = (expected[0], expected[1])
+                reported[said.group(1)] = (new[0]["build"], expected[1])
+            if said_build:
+                reported_builds[said_build.group(1)] = said.group(1) if said else ""
             for rid, (build_id, env) in reported.items():
                 assert (history[rid]["build"], history[rid]["env"]) == (build_id, env), step
+            # A build is complete with its release, or failed; none is left running.
+            assert all(b["status"] in ("complete", "failed") for b in builds.values()), step
+            for build_id, release_id in reported_builds.items():
+                assert (builds[build_id]["status"], builds[build_id]["release"]) == (
+                    "complete",
+                    release_id,
+                ), step
+            # Every event the CLI showed is still there.
+            events = set(rack.ok("logs", "-a", APP, "--no-follow", "--since", "1h").splitlines())
+            assert [e for e in shown_events if e not in events] == [], step
 
             # Running on exactly one release, the active one, and serving it.
             active = [rid for rid, r in history.items() if r["active"]]
