@@ -286,6 +286,8 @@ class Exchange:
             upstream.exchange = None
             self.upstream = None
             if reusable:
+                # Reading may be paused for a slow client; the next exchange needs it on.
+                upstream.transport.resume_reading()
                 self.client.router._fast_pool.release(upstream)
             else:
                 upstream.transport.close()

@@ -381,12 +381,17 @@ def test_process_removed_while_the_body_arrives(
     a, b = backends
     table.set_backends("myapp", "web", [a.addr])
     with socket.create_connection(("127.0.0.1", router.router.port), timeout=5) as s:
-        s.sendall(f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhe".encode())
+        s.sendall(
+            f"POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n"
+            "Connection: close\r\n\r\nhe".encode()
+        )
         time.sleep(0.3)  # the router is waiting for the rest of the body
         table.set_backends("myapp", "web", [b.addr])
         assert asyncio.run(table.wait_drained(a.addr, timeout=1)) is True
         s.sendall(b"llo")
-        answer = s.recv(65536)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert b"X-Backend: b\r\n" in answer and answer.endswith(b"\r\n\r\nhello")
 
@@ -692,3 +697,25 @@ def test_stop_lets_a_request_in_flight_finish(
         running.close()
         resp = pending.result(timeout=10)
     assert resp.status_code == 200 and resp.headers["connection"] == "close"
+
+
+def test_a_slow_reader_does_not_stall_the_next_request(
+    table: RouteTable, backends: tuple[Backend, Backend], router: RouterThread
+) -> None:
+    # While a client reads slowly, the router stops reading from the process; the process's
+    # connection must be reading again when it goes back to the pool for the next request.
+    a = backends[0]
+    table.set_backends("myapp", "web", [a.addr])
+    size = 12_000_000  # well past what the kernel buffers, so the router has to hold back
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", router.router.port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(f"GET /big?n={size} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            got = 0
+            while got < size:
+                chunk = s.recv(16384)
+                assert chunk, f"connection closed after {got} bytes"
+                got += len(chunk)
+                time.sleep(0.001)  # slower than the process writes: the router must pause it
+        with httpx.Client(base_url=router.router.url, headers={"Host": HOST}, timeout=5) as c:
+            assert c.get("/").status_code == 200
