@@ -109,6 +109,9 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         await ctx.runtime.shutdown()
         await routes.aclose()
         ctx.store.close()
+        if not adopted and not server.started:
+            # This start failed: leave no router behind that nothing will stop.
+            await asyncio.to_thread(router_daemon.stop, router_paths)
 
 
 def _write_rack_file(settings: Settings, api_url: str, router_url: str) -> None:
