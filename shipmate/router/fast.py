@@ -33,6 +33,7 @@ from shipmate.router.http1 import (
     BODY_NONE,
     CRLF,
     HEAD_END,
+    IDEMPOTENT,
     MAX_HEAD,
     ProtocolError,
     Request,
@@ -52,7 +53,6 @@ log = logging.getLogger("shipmate.router.proxy")
 FAST_BODY = 64 * 1024
 # Bytes a client may send ahead (pipelining) while its previous request is being answered.
 MAX_AHEAD = MAX_HEAD + FAST_BODY
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 def to_streams(

@@ -39,6 +39,9 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+# Methods safe to send twice (RFC 9110 9.2.2): only these are replayed when a kept-alive
+# connection dies after the request was written but before any response byte came back.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 # Header names already seen to be valid tokens -> lower-cased: checking and lowering the same
 # few names on every message is most of the cost of parsing a head.
 _NAMES: dict[bytes, bytes] = {}

@@ -33,6 +33,7 @@ from shipmate.router.http1 import (
     CRLF,
     HEAD_END,
     HOP_BY_HOP,
+    IDEMPOTENT,
     READ_CHUNK,
     NullSink,
     ProtocolError,
@@ -62,9 +63,6 @@ BUFFER_BODY = 64 * 1024
 # it lets the client see the page instead of a connection reset).
 DISCARD_CAP = 1024 * 1024
 DISCARD_TIMEOUT = 5.0
-# Methods safe to send twice (RFC 9110 9.2.2): only these are replayed when a kept-alive
-# connection dies after the request was written but before any response byte came back.
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 # The router sets these itself; values from clients would let them spoof their origin.
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"})
 _CLIENT_TO_UPSTREAM = ("client", "upstream")
