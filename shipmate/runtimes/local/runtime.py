@@ -163,6 +163,10 @@ class LocalRuntime:
         else:
             routed = set(await self.routes.backends(desired.app, spec.name))
             healthy = {p.id for p in new if p.backend in routed}
+            # Routes of processes that died while the rack was down: the router would skip
+            # them, but only after a refused connection each time.
+            for stale in routed - {p.backend for p in live}:
+                await self.routes.remove_backend(desired.app, spec.name, stale)
         pending: dict[asyncio.Future[None], LocalProcess] = {}
         for p in new:
             if p.id not in healthy:
