@@ -103,6 +103,7 @@ def timed_deploy(
     marks: dict[str, float] = {}
     release = ""
     start = time.monotonic()
+    served = any(r != "!" for _, r in watcher.samples)
     proc = subprocess.Popen(
         [*harness.cli(), "deploy", str(source), "-a", app],
         env=rack.env,
@@ -139,7 +140,8 @@ def timed_deploy(
         "promotion_s": switched - marks["promotion_started"],
         "total_s": switched - start,
         "cli_s": cli_done - start,
-        "failed_requests": watcher.errors(after=start),
+        # Before the app's first deploy the router has no route for it: those are not failures.
+        "failed_requests": watcher.errors(after=start) if served else None,
     }
 
 
@@ -232,10 +234,11 @@ def main() -> None:
     m = result["deploy_median"]
     print()
     print(f"full deploy of the small app (median of {args.deploys}):")
-    print(f"{'upload':>10}{'build':>10}{'release':>10}{'promotion':>11}{'total':>10}")
+    failed = sum(d["failed_requests"] or 0 for d in deploys)
+    print(f"{'upload':>10}{'build':>10}{'release':>10}{'promotion':>11}{'total':>10}{'failed':>8}")
     print(
         f"{m['upload_s']:>9.2f}s{m['build_s']:>9.2f}s{m['release_s']:>9.2f}s"
-        f"{m['promotion_s']:>10.2f}s{m['total_s']:>9.2f}s"
+        f"{m['promotion_s']:>10.2f}s{m['total_s']:>9.2f}s{failed:>8}"
     )
     print()
     print(f"{'rollback of':<14}{'build took':>12}{'p50 ms':>9}{'p95 ms':>9}{'failed':>8}")
