@@ -123,5 +123,7 @@ def _write_rack_file(settings: Settings, api_url: str, router_url: str) -> None:
 
 def run(settings: Settings, api_address: str, router_address: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # httpx logs every request at INFO: health checks and router calls would fill rack.log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, api_address, router_address))
