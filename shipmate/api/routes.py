@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from datetime import timedelta
 from typing import Annotated
 
@@ -217,18 +217,8 @@ async def release_manifest(app: AppDep, release_id: str, ctx: Ctx) -> Response:
 async def promote(
     app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
 ) -> StartedOut:
-    def attempt() -> releases.Started:
-        return releases.promote(ctx, app.name, release_id, body.wait)
-
-    started = (
-        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
-        if body.wait_for_lock
-        else attempt()
-    )
-    return StartedOut(
-        release=ReleaseOut.of(started.release, active=False),
-        promotion=PromotionOut.of(started.promotion),
-        warnings=list(started.warnings),
+    return await _start(
+        ctx, app, body, request, lambda: releases.promote(ctx, app.name, release_id, body.wait)
     )
 
 
@@ -241,18 +231,8 @@ async def promote(
 async def rollback(
     app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
 ) -> StartedOut:
-    def attempt() -> releases.Started:
-        return releases.rollback(ctx, app.name, release_id, body.wait)
-
-    started = (
-        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
-        if body.wait_for_lock
-        else attempt()
-    )
-    return StartedOut(
-        release=ReleaseOut.of(started.release, active=False),
-        promotion=PromotionOut.of(started.promotion),
-        warnings=list(started.warnings),
+    return await _start(
+        ctx, app, body, request, lambda: releases.rollback(ctx, app.name, release_id, body.wait)
     )
 
 
@@ -342,6 +322,22 @@ async def run(
     """A one-off process: its output as `line` events, then an `exit` event with its code."""
     async for kind, value in processes.run(ctx, plan):
         yield ServerSentEvent(data=value, event=kind)
+
+
+async def _start(
+    ctx: Context,
+    app: App,
+    body: PromoteIn,
+    request: Request,
+    attempt: Callable[[], releases.Started],
+) -> StartedOut:
+    """Start a promotion now, or once the app's running one ends with `wait_for_lock`."""
+    started = (
+        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
+        if body.wait_for_lock
+        else attempt()
+    )
+    return _started(started)
 
 
 def _started(started: releases.Started) -> StartedOut:
