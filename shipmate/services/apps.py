@@ -54,4 +54,3 @@ async def delete_app(ctx: Context, name: str) -> None:
     for build_id in build_ids:
         shutil.rmtree(ctx.settings.builds_dir / build_id, ignore_errors=True)
         (ctx.settings.builds_dir / f"{build_id}.log").unlink(missing_ok=True)
-    shutil.rmtree(ctx.settings.home / "logs" / name, ignore_errors=True)
