@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shipmate.common.waiting import WaitTimeout, poll_until
 from tests.backends import BACKENDS, database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,9 +105,8 @@ def stop_rack(rack: Rack) -> None:
         for name in ("rack.json", "router.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
                 os.kill(int(json.loads((rack.home / name).read_text())["pid"]), 9)
-    deadline = time.monotonic() + 5
-    while (rack.home / "rack.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(WaitTimeout):
+        poll_until(lambda: not (rack.home / "rack.json").exists(), 5, what="rack.json to go")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
+from shipmate.common.waiting import poll_until
 from tests.integration.conftest import EXAMPLE, Rack
 
 RELEASE_LINE = re.compile(r"^Release: (R[A-Z]{9})$", re.M)
@@ -86,10 +86,7 @@ def _slow_target(rack: Rack, app: str, boot_ms: int = 2500) -> str:
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    poll_until(check, timeout, interval=0.1)
 
 
 def _status(rack: Rack, app: str) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from shipmate.common.pids import pid_alive
+from shipmate.common.waiting import WaitTimeout, poll_until
 from tests.integration.conftest import EXAMPLE, Rack, start_rack, stop_rack
 
 RELEASE_LINE = re.compile(r"^Release: (R[A-Z]{9})$", re.M)
@@ -33,42 +35,36 @@ def _history(rack: Rack) -> dict[str, dict[str, Any]]:
 
 def _settled(rack: Rack, timeout: float = 120) -> dict[str, Any]:
     """The app once the restarted rack has reverted or finished what it was doing."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def running() -> dict[str, Any] | None:
         info: dict[str, Any] = json.loads(rack.ok("apps", "info", "-a", APP, "--json"))
-        if info["status"] == "running":
-            return info
-        assert time.monotonic() < deadline, f"app still {info['status']} after a restart"
-        time.sleep(0.2)
+        return info if info["status"] == "running" else None
+
+    return poll_until(running, timeout, interval=0.2, what="the app to run after a restart")
 
 
 def _serving(rack: Rack, release: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
+    last: list[object] = [None]
+
+    def serving() -> bool:
         try:
             response = rack.get(APP)
-            last = response.status_code, response.text
-            if response.status_code == 200 and response.json()["release"] == release:
-                return
         except httpx.HTTPError as exc:
-            last = exc
-        assert time.monotonic() < deadline, f"router not serving {release}: {last}"
-        time.sleep(0.2)
+            last[0] = exc
+            return False
+        last[0] = response.status_code, response.text
+        return response.status_code == 200 and response.json()["release"] == release
+
+    try:
+        poll_until(serving, timeout, interval=0.2)
+    except WaitTimeout:
+        raise AssertionError(f"router not serving {release}: {last[0]}") from None
 
 
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:  # gone, or a zombie nobody reaps: either way, dead
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            return
-        if state == "Z":
-            return
-        assert time.monotonic() < deadline, f"pid {pid} survived SIGKILL"
-        time.sleep(0.01)
+    # Gone, or a zombie nobody reaps: either way, dead.
+    poll_until(lambda: not pid_alive(pid), 30, interval=0.01, what=f"pid {pid} to die")
 
 
 def _restart(rack: Rack) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from shipmate.common.waiting import poll_until
 from tests.integration.conftest import EXAMPLE, Rack
 
 
@@ -145,12 +146,12 @@ def test_rollback_while_a_promotion_runs_is_refused(rack: Rack) -> None:
     r1 = rack.releases("busy")[0]["id"]
     slow = rack.popen("env", "set", "HEALTH_FAIL=1", "--promote", "--wait", "4", "-a", "busy")
     try:
-        import time
-
-        deadline = time.monotonic() + 10
-        while json.loads(rack.ok("apps", "info", "-a", "busy", "--json"))["status"] != "updating":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        poll_until(
+            lambda: (
+                json.loads(rack.ok("apps", "info", "-a", "busy", "--json"))["status"] == "updating"
+            ),
+            10,
+        )
         count = len(rack.releases("busy"))
         result = rack.run("releases", "rollback", r1, "-a", "busy")
         assert result.code == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shipmate.common.waiting import poll_until
 from tests.integration.conftest import EXAMPLE, Rack, start_rack, stop_rack
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -30,13 +31,7 @@ def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
 
 
 def eventually(check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
+    return poll_until(check, timeout, interval=0.1)
 
 
 def ps(rack: Rack, app: str) -> list[dict[str, object]]:

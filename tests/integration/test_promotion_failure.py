@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-import time
 
 import httpx
 
+from shipmate.common.waiting import WaitTimeout, poll_until
 from tests.integration.conftest import Rack
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -79,13 +80,16 @@ def test_unhealthy_release_reverts_on_deadline(rack: Rack) -> None:
     info = rack.ok("apps", "info", "-a", "unhealthy")
     assert re.search(r"^Status\s+running$", info, re.M)
     assert re.search(rf"^Release\s+{r1}$", info, re.M)
+
     # The reverted process is out of the router at once but may take a second or two to exit
     # after SIGTERM (the example app finishes its requests): wait for it, don't race it.
-    deadline = time.monotonic() + 30
-    ps = rack.ok("ps", "-a", "unhealthy").splitlines()
-    while len(ps) > 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    def reverted() -> list[str] | None:
         ps = rack.ok("ps", "-a", "unhealthy").splitlines()
+        return ps if len(ps) <= 2 else None
+
+    with contextlib.suppress(WaitTimeout):
+        poll_until(reverted, 30, interval=0.2)
+    ps = rack.ok("ps", "-a", "unhealthy").splitlines()
     assert len(ps) == 2 and r1 in ps[1]
 
 
