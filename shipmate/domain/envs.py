@@ -9,22 +9,72 @@ from shipmate.domain.errors import InvalidInput
 
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+# Set by the platform for every process; a release value would be silently overridden.
+RESERVED = frozenset({"APP", "BUILD", "PORT", "RELEASE", "SERVICE"})
+
+# Linux refuses to start a process (E2BIG) with one `KEY=value` string over MAX_ARG_STRLEN
+# (32 pages, 128 KiB) or with arguments and environment over about 2 MiB in all (a quarter of
+# the 8 MiB stack limit). The total leaves room for PATH, the command line and what the
+# platform adds.
+MAX_VARIABLE = 128 * 1024
+MAX_TOTAL = 2 * 1024 * 1024 - 256 * 1024
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.2f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
+
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
     """Parse `KEY=value` items; the value may be empty and may itself contain `=`.
 
-    A key given twice keeps its last value, as a shell would.
+    A key given twice keeps its last value, as a shell would. Keys the platform sets and
+    variables too large for the OS are refused here, before anything is stored.
     """
     result: dict[str, str] = {}
     for item in pairs:
         key, sep, value = item.partition("=")
-        if not sep or KEY_RE.fullmatch(key) is None:
+        why = _bad_key(key) if sep else "use KEY=value with KEY of letters, digits and _"
+        if why:
+            raise InvalidInput(f'invalid environment assignment "{_clip(item)}": {why}')
+        if key in RESERVED:
+            names = ", ".join(sorted(RESERVED))
             raise InvalidInput(
-                f'invalid environment assignment "{item}": '
-                "use KEY=value with KEY of letters, digits and _"
+                f"{key} is set by shipmate for every process and cannot be changed: "
+                f"use another name (reserved: {names})"
+            )
+        size = len(key.encode()) + 1 + len(value.encode()) + 1
+        if size > MAX_VARIABLE:
+            raise InvalidInput(
+                f"{key} is too large ({_size(size)}): one variable may hold at most "
+                f"{_size(MAX_VARIABLE)}, the most Linux passes to a process; store large "
+                "data in a file or a service and put its address in the environment"
             )
         result[key] = value
     return result
+
+
+def check_size(env: Mapping[str, str]) -> None:
+    """Refuse an environment that Linux could not pass to a process."""
+    total = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    if total > MAX_TOTAL:
+        raise InvalidInput(
+            f"environment too large: {_size(total)} in all, the limit is {_size(MAX_TOTAL)} "
+            "(Linux passes about 2 MiB of environment and arguments to a process): "
+            "unset or shrink some variables"
+        )
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _bad_key(key: str) -> str | None:
+    """Why `key` cannot be an environment variable's name, or None when it can."""
+    if KEY_RE.fullmatch(key) is not None:
+        return None
+    if key[:1].isdigit():
+        return "a key cannot start with a digit (use letters, digits and _)"
+    return "use KEY=value with KEY of letters, digits and _"
 
 
 def validate_keys(keys: Iterable[str]) -> list[str]:
@@ -32,10 +82,12 @@ def validate_keys(keys: Iterable[str]) -> list[str]:
     result: list[str] = []
     for key in keys:
         if KEY_RE.fullmatch(key) is None:
-            raise InvalidInput(
-                f'invalid environment key "{key}": '
-                "use letters, digits and _, not starting with a digit"
+            why = (
+                "a key cannot start with a digit"
+                if key[:1].isdigit()
+                else "use letters, digits and _"
             )
+            raise InvalidInput(f'invalid environment key "{_clip(key)}": {why}')
         if key not in result:
             result.append(key)
     return result

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shipmate.domain.envs import apply_change, describe_change, parse_assignments, validate_keys
+from shipmate.domain.envs import (
+    apply_change,
+    check_size,
+    describe_change,
+    parse_assignments,
+    validate_keys,
+)
 from shipmate.services import audit
 from shipmate.services.context import Context
 from shipmate.structs import Release
@@ -38,6 +44,7 @@ def change_env(
         latest = tx.latest_release(app)
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)
+        check_size(new)
         description = describe_change(old, new)
         if description is None:
             return EnvChange(None, old)

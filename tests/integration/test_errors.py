@@ -106,7 +106,8 @@ def test_bad_env_assignment_and_no_change(rack: Rack) -> None:
     rack.ok("apps", "create", "envy")
     _fails(
         rack,
-        'invalid environment assignment "1FOO=x": use KEY=value with KEY of letters, digits and _',
+        'invalid environment assignment "1FOO=x": a key cannot start with a digit '
+        "(use letters, digits and _)",
         "env",
         "set",
         "1FOO=x",

@@ -2,7 +2,9 @@ import pytest
 
 from shipmate.domain.envs import (
     KEY_RE,
+    MAX_VARIABLE,
     apply_change,
+    check_size,
     describe_change,
     format_env,
     parse_assignments,
@@ -28,12 +30,55 @@ def test_parse_assignments_of_nothing_is_empty():
     assert parse_assignments([]) == {}
 
 
-@pytest.mark.parametrize("item", ["1FOO=x", "FOO", "=x", "FO-O=x", "FOO BAR=x", " FOO=x", ""])
+@pytest.mark.parametrize("item", ["FOO", "=x", "FO-O=x", "FOO BAR=x", " FOO=x", ""])
 def test_parse_assignments_names_the_bad_item(item):
     with pytest.raises(InvalidInput) as raised:
         parse_assignments(["GOOD=1", item])
     assert str(raised.value) == (
         f'invalid environment assignment "{item}": use KEY=value with KEY of letters, digits and _'
+    )
+
+
+def test_a_key_starting_with_a_digit_says_so():
+    with pytest.raises(InvalidInput) as raised:
+        parse_assignments(["1ABC=1"])
+    assert str(raised.value) == (
+        'invalid environment assignment "1ABC=1": a key cannot start with a digit '
+        "(use letters, digits and _)"
+    )
+    with pytest.raises(InvalidInput, match='"1ABC": a key cannot start with a digit'):
+        validate_keys(["1ABC"])
+
+
+@pytest.mark.parametrize("key", ["PORT", "APP", "SERVICE", "RELEASE", "BUILD"])
+def test_platform_keys_are_refused(key):
+    with pytest.raises(InvalidInput) as raised:
+        parse_assignments([f"{key}=9999"])
+    assert str(raised.value) == (
+        f"{key} is set by shipmate for every process and cannot be changed: use another name "
+        "(reserved: APP, BUILD, PORT, RELEASE, SERVICE)"
+    )
+    assert validate_keys([key]) == [key]  # unsetting one is harmless
+
+
+def test_a_variable_too_large_for_linux_is_refused():
+    assert parse_assignments(["BIG=" + "x" * (MAX_VARIABLE - 5)])
+    with pytest.raises(InvalidInput) as raised:
+        parse_assignments(["BIG=" + "x" * (MAX_VARIABLE - 4)])
+    assert str(raised.value).startswith("BIG is too large (128 KiB): one variable may hold at")
+    with pytest.raises(InvalidInput, match=r"BIG is too large \(10.00 MiB\)"):
+        parse_assignments(["BIG=" + "x" * 10 * 1024 * 1024])
+
+
+def test_an_environment_too_large_for_linux_is_refused():
+    each = {f"K{i}": "x" * 100_000 for i in range(18)}
+    check_size(each)
+    each["K18"] = "x" * 100_000
+    with pytest.raises(InvalidInput) as raised:
+        check_size(each)
+    assert str(raised.value) == (
+        "environment too large: 1.81 MiB in all, the limit is 1.75 MiB (Linux passes about "
+        "2 MiB of environment and arguments to a process): unset or shrink some variables"
     )
 
 
