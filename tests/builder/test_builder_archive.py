@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shipmate.builder.archive import create_tarball, git_description, safe_extract, source_files
+from shipmate.builder.archive import safe_extract
+from shipmate.cli.pack import create_tarball, git_description, source_files
 from shipmate.builder.errors import UnsafeArchive
 from shipmate.domain.errors import InvalidInput
 
