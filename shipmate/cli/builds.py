@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from shipmate.cli.pack import create_tarball, git_description
 from shipmate.cli.client import Client, CliError
 from shipmate.cli.common import (
     app_name,
@@ -20,6 +19,7 @@ from shipmate.cli.common import (
     wait_option,
 )
 from shipmate.cli.output import elapsed, keyvalues, print_json, relative, table
+from shipmate.cli.pack import create_tarball, git_description
 
 
 def _human_size(n: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -75,7 +75,11 @@ class Client:
         self.request("DELETE", path)
 
     def stream(
-        self, path: str, method: str = "GET", body: Any = None, **params: Any
+        self,
+        path: str,
+        method: str = "GET",
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """(event name, decoded data) of a Server-Sent Events stream."""
         try:
