@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from shipmate.builder.errors import UnsafeArchive
+from shipmate.builder.errors import UnsafeArchive, UploadTooLarge
 
 __all__ = ["safe_extract"]
 
@@ -49,11 +49,11 @@ def _human(n: int) -> str:
 
 
 def _expands_too_far(max_bytes: int) -> UnsafeArchive:
-    return UnsafeArchive(f"upload too large: expands past {_human(max_bytes)} {_LIMIT_HINT}")
+    return UploadTooLarge(f"upload too large: expands past {_human(max_bytes)} {_LIMIT_HINT}")
 
 
 def _compressed_too_large(max_bytes: int) -> UnsafeArchive:
-    return UnsafeArchive(
+    return UploadTooLarge(
         f"upload too large: more than {_human(max_bytes)} compressed {_LIMIT_HINT}"
     )
 

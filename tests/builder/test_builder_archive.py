@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from shipmate.builder.archive import safe_extract
-from shipmate.cli.pack import create_tarball, git_description, source_files
 from shipmate.builder.errors import UnsafeArchive
-from shipmate.domain.errors import InvalidInput
+from shipmate.cli.pack import create_tarball, git_description, source_files
+from shipmate.domain.errors import ErrorCode, InvalidInput
 
 MB = 1_000_000
 
@@ -266,6 +266,9 @@ def assert_refused(
     message = str(info.value)
     assert "\n" not in message
     assert isinstance(info.value, InvalidInput)
+    # What the API's error body says: too large, or unsafe (whatever the wording).
+    too_large = message.startswith("upload too large")
+    assert info.value.code == (ErrorCode.TOO_LARGE if too_large else ErrorCode.UNSAFE_UPLOAD)
     # Nothing written anywhere, nothing partial left behind.
     if dest_exists:
         assert list(dest.iterdir()) == []
