@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipmate.common.addresses import split_host_port
 from shipmate.domain.errors import ShipmateError
 
 DEFAULT_API = "127.0.0.1:7070"
@@ -49,10 +50,6 @@ class Settings:
         return self.home / "rack.json"
 
     @property
-    def pid_file(self) -> Path:
-        return self.home / "rack.pid"
-
-    @property
     def log_file(self) -> Path:
         return self.home / "rack.log"
 
@@ -86,7 +83,10 @@ def check_api_binding(
     for path in (tls_cert, tls_key):
         if path and not os.access(path, os.R_OK):
             raise ShipmateError(f"cannot read {path}: give a readable PEM file")
-    host = address.rpartition(":")[0] or "127.0.0.1"
+    try:
+        host, _ = split_host_port(address, any_port=True)
+    except ValueError as exc:
+        raise ShipmateError(f"--api {exc}") from None
     if is_loopback(host) or tls_cert or insecure:
         return
     raise ShipmateError(

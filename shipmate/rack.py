@@ -14,6 +14,7 @@ import uvicorn
 
 from shipmate.api.app import create_api
 from shipmate.api.auth import load_or_create_token
+from shipmate.common.addresses import join_host_port, split_host_port
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
 from shipmate.router import remote as router_daemon
@@ -27,11 +28,6 @@ from shipmate.services.events import EventLog, Notifier
 from shipmate.store.db import Store
 
 log = logging.getLogger("shipmate.rack")
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "127.0.0.1", int(port)
 
 
 def build_context(settings: Settings, routes: Routes) -> Context:
@@ -59,7 +55,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         "router %s at %s (pid %d)", "adopted" if adopted else "started", router.url, router.pid
     )
     ctx.router_url = router.url
-    api_host, api_port = split_address(api_address)
+    api_host, api_port = split_host_port(api_address, any_port=True)
     # Our own socket, so that port 0 works and rack.json names the port actually bound.
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it every small response waits ~40 ms for a delayed ACK (Nagle).
@@ -97,7 +93,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         await asyncio.sleep(0.02)
     if server.started:
         scheme = "https" if settings.tls_cert else "http"
-        _write_rack_file(settings, f"{scheme}://{api_host}:{api_port}", router.url)
+        _write_rack_file(settings, f"{scheme}://{join_host_port(api_host, api_port)}", router.url)
     try:
         await serving
     finally:

@@ -31,6 +31,7 @@ from shipmate.api.schemas import (
     ScaleOut,
     StartedOut,
 )
+from shipmate.common.addresses import split_host_port
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import validate_app_name
 from shipmate.services import apps, builds, environment, processes, promotions, releases
@@ -75,8 +76,8 @@ def _routes(ctx: Context, app: App) -> dict[str, str]:
     if release.manifest is None:
         return {}
     manifest = promotions.manifest_of(release)
-    scheme, _, hostport = ctx.router_url.partition("://")
-    port = hostport.rpartition(":")[2]
+    scheme = ctx.router_url.partition("://")[0]
+    _, port = split_host_port(ctx.router_url)
     return {
         s.name: f"{scheme}://{s.name}.{app.name}.localhost:{port}"
         for s in manifest.services

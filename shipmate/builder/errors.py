@@ -6,13 +6,21 @@ builder: an unsafe upload is the client's fault (InvalidInput), a failed build i
 
 from __future__ import annotations
 
-from shipmate.domain.errors import InvalidInput, ShipmateError
+from shipmate.domain.errors import ErrorCode, InvalidInput, ShipmateError, TooLarge
 
-__all__ = ["BuildFailed", "UnsafeArchive"]
+__all__ = ["BuildFailed", "UnsafeArchive", "UploadTooLarge"]
 
 
 class UnsafeArchive(InvalidInput):
     """An uploaded source archive was refused; the message names the offending member."""
+
+    code = ErrorCode.UNSAFE_UPLOAD
+
+
+class UploadTooLarge(UnsafeArchive, TooLarge):
+    """An uploaded archive is, or inflates to, more than the rack accepts."""
+
+    code = ErrorCode.TOO_LARGE
 
 
 class BuildFailed(ShipmateError):

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from shipmate.builder.archive import create_tarball, git_description
 from shipmate.cli.client import Client, CliError
 from shipmate.cli.common import (
     app_name,
@@ -20,13 +19,15 @@ from shipmate.cli.common import (
     wait_option,
 )
 from shipmate.cli.output import elapsed, keyvalues, print_json, relative, table
+from shipmate.cli.pack import create_tarball, git_description
 
 
 def _human_size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
     return f"{n} B"
 
 
@@ -41,7 +42,7 @@ def run_build(api: Client, app: str, directory: Path, description: str | None) -
         click.echo(f" OK ({_human_size(size)})")
         archive.seek(0)
         click.echo("Uploading source...", nl=False)
-        build = api.post(
+        build: dict[str, Any] = api.post(
             f"/apps/{app}/builds",
             params={"description": description},
             content=archive,

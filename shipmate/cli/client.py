@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -15,7 +15,18 @@ from shipmate.config import Settings
 
 
 class CliError(Exception):
-    """Printed as `ERROR: <message>` with exit code 1."""
+    """Printed as `ERROR: <message>` with exit code 1.
+
+    From a rack's error body, `code` says which error it is (the CLI decides on it, never on
+    the message) and `details` gives its facts; both are empty for the CLI's own errors.
+    """
+
+    def __init__(
+        self, message: str, code: str | None = None, details: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}
 
 
 def _rack_address(settings: Settings) -> tuple[str, str]:
@@ -40,13 +51,17 @@ def _rack_address(settings: Settings) -> tuple[str, str]:
 
 
 class Client:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(
+        self, base_url: str, token: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        """`transport`: where requests go instead of the network (a test's MockTransport)."""
         self.base_url = base_url
         self.http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60.0, read=600.0),
             verify=_tls_context(base_url),
+            transport=transport,
         )
 
     @classmethod
@@ -62,7 +77,7 @@ class Client:
                 "is it running? try `shipmate rack start --detach`"
             ) from None
         if response.status_code >= 400:
-            raise CliError(_error_message(response))
+            raise _rack_error(response)
         return response
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -75,14 +90,18 @@ class Client:
         self.request("DELETE", path)
 
     def stream(
-        self, path: str, method: str = "GET", body: Any = None, **params: Any
+        self,
+        path: str,
+        method: str = "GET",
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """(event name, decoded data) of a Server-Sent Events stream."""
         try:
             with connect_sse(self.http, method, path, params=params, json=body) as source:
                 if source.response.status_code >= 400:
                     source.response.read()
-                    raise CliError(_error_message(source.response))
+                    raise _rack_error(source.response)
                 for sse in source.iter_sse():
                     yield sse.event, json.loads(sse.data) if sse.data else None
         except httpx.TransportError as exc:
@@ -108,8 +127,16 @@ def _tls_context(base_url: str) -> ssl.SSLContext | bool:
         raise CliError(f"cannot use SHIPMATE_CA_CERT={cafile}: {exc}") from None
 
 
-def _error_message(response: httpx.Response) -> str:
+def _rack_error(response: httpx.Response) -> CliError:
     try:
-        return str(response.json()["error"])
+        body = response.json()
+        message = str(body["error"])
     except (ValueError, KeyError, TypeError):
-        return f"the rack answered {response.status_code} {response.reason_phrase}"
+        return CliError(f"the rack answered {response.status_code} {response.reason_phrase}")
+    code = body.get("code")
+    details = body.get("details")
+    return CliError(
+        message,
+        code=str(code) if code is not None else None,
+        details={str(k): str(v) for k, v in details.items()} if isinstance(details, dict) else {},
+    )

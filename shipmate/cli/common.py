@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ import click
 import httpx
 
 from shipmate.cli.client import Client, CliError
+from shipmate.domain.errors import ErrorCode
 from shipmate.domain.promotion import Promotion, State, failure_message
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,9 +84,6 @@ def follow_promotion(api: Client, app: str, promotion_id: str) -> dict[str, Any]
     return final
 
 
-_BUSY = re.compile(r"app \S+ is updating \(promotion of (\S+) in progress\)")
-
-
 def start_promotion(
     api: Client, path: str, wait: float | None, wait_for_lock: bool
 ) -> dict[str, Any]:
@@ -95,10 +92,10 @@ def start_promotion(
         started: dict[str, Any] = api.post(path, json={"wait": wait})
         return started
     except CliError as exc:
-        busy = _BUSY.fullmatch(str(exc))
-        if not wait_for_lock or busy is None:
+        if not wait_for_lock or exc.code != ErrorCode.APP_BUSY:
             raise
-    click.echo(f"Waiting for the promotion of {busy.group(1)} to finish...")
+        running = exc.details.get("release") or "another release"
+    click.echo(f"Waiting for the promotion of {running} to finish...")
     # The rack answers once it has started ours, however long the running one takes.
     started = api.post(
         path,

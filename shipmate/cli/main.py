@@ -15,7 +15,19 @@ from shipmate.domain.errors import ShipmateError
 # Each command's modules: only those of the command invoked are imported, as the others would
 # add a fifth to the start-up that every `releases rollback` waits for (docs/BENCHMARKS.md).
 # A name not listed loads every module, so a new command works before it is listed here.
-MODULES = ("rack", "apps", "builds", "env", "releases", "logs", "security")
+MODULES = (
+    "rack",
+    "apps",
+    "builds",
+    "env",
+    "releases",
+    "logs",
+    "ps",
+    "scale",
+    "restart",
+    "run",
+    "security",
+)
 COMMANDS = {
     "rack": ("rack", "security"),  # security adds `rack tokens` and `rack rotate-key`
     "audit": ("rack", "security"),
@@ -25,7 +37,7 @@ COMMANDS = {
     "builds": ("builds",),
     "env": ("env",),
     "releases": ("releases",),
-    **{name: ("logs",) for name in ("logs", "ps", "scale", "restart", "run")},
+    **{name: (name,) for name in ("logs", "ps", "scale", "restart", "run")},
 }
 _loaded: set[str] = set()
 

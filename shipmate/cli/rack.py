@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
-from pathlib import Path
 
 import click
 
+from shipmate import lifecycle
 from shipmate.cli.client import CliError
 from shipmate.cli.common import client
 from shipmate.cli.output import keyvalues
 from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings, check_api_binding
-
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 60.0
-
-
-def _running_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(json.loads(settings.rack_file.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return None if _is_zombie(pid) else pid
-
-
-def _is_zombie(pid: int) -> bool:
-    # A rack that died and was not reaped (its parent is gone and init does not reap, as in
-    # some containers) still answers kill(pid, 0), but it is not running.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 @click.group("rack", invoke_without_command=True)
@@ -90,62 +58,17 @@ def start(
         settings = replace(
             settings, tls_cert=os.path.abspath(tls_cert), tls_key=os.path.abspath(tls_key)
         )
-    pid = _running_pid(settings)
+    pid = lifecycle.running_pid(settings)
     if pid is not None:
         raise CliError(f"a rack is already running under {settings.home} (pid {pid})")
     if not detach:
-        from shipmate.rack import run
-
-        run(settings, api, router)
+        lifecycle.run(settings, api, router)
         return
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.rack_file.unlink(missing_ok=True)
-    with settings.log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shipmate.cli.main",
-                "rack",
-                "start",
-                "--api",
-                api,
-                "--router",
-                router,
-                *(["--tls-cert", settings.tls_cert] if settings.tls_cert else []),
-                *(["--tls-key", settings.tls_key] if settings.tls_key else []),
-                *(["--insecure"] if insecure else []),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise CliError(f"the rack did not start: {_last_error(settings)}")
-        if settings.rack_file.exists():
-            info = json.loads(settings.rack_file.read_text())
-            click.echo(
-                f"Rack running: API {info['api']}, router {info['router']} "
-                f"(pid {process.pid}, log {settings.log_file})"
-            )
-            return
-        time.sleep(0.05)
-    process.terminate()
-    raise CliError(f"the rack did not answer within {START_TIMEOUT:g}s; see {settings.log_file}")
-
-
-def _last_error(settings: Settings) -> str:
-    try:
-        lines = [line for line in settings.log_file.read_text().splitlines() if line.strip()]
-    except OSError:
-        return "no log"
-    for line in reversed(lines):
-        if line.startswith("ERROR: "):
-            return line.removeprefix("ERROR: ")
-    return lines[-1] if lines else f"see {settings.log_file}"
+    started = lifecycle.start_detached(settings, api, router, insecure)
+    click.echo(
+        f"Rack running: API {started.api}, router {started.router} "
+        f"(pid {started.pid}, log {started.log_file})"
+    )
 
 
 @rack.command("stop")
@@ -153,51 +76,24 @@ def _last_error(settings: Settings) -> str:
 def stop(everything: bool) -> None:
     """Stop the rack (the API); apps and the router keep serving unless --all."""
     settings = Settings.from_env()
-    pid = _running_pid(settings)
+    pid = lifecycle.running_pid(settings)
     if pid is None and not everything:
         raise CliError(f"no rack is running under {settings.home}")
     if pid is not None:
-        _stop_rack(pid)
-    if everything:
-        # Apps before the router, so no request reaches a router that has nowhere to send it.
-        _stop_apps(settings)
-        _stop_router(settings)
-
-
-def _stop_rack(pid: int) -> None:
-    click.echo(f"Stopping rack (pid {pid})...", nl=False)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            click.echo(" OK")
-            return
-        time.sleep(0.05)
-    raise CliError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s")
-
-
-def _stop_apps(settings: Settings) -> None:
-    """Stop the app processes that outlive the rack (`rack stop --all`)."""
-    from shipmate.runtimes.local.cleanup import stop_all_processes
-
-    click.echo("Stopping app processes...", nl=False)
-    count = stop_all_processes(settings.home)
-    click.echo(f" OK ({count})")
-
-
-def _stop_router(settings: Settings) -> None:
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
-
-    paths = Paths(settings.home)
-    info = remote.running(paths)
-    if info is None:
+        click.echo(f"Stopping rack (pid {pid})...", nl=False)
+        lifecycle.stop_rack(pid)
+        click.echo(" OK")
+    if not everything:
         return
-    click.echo(f"Stopping router (pid {info.pid})...", nl=False)
-    remote.stop(paths)
-    click.echo(" OK")
+    # Apps before the router, so no request reaches a router that has nowhere to send it.
+    click.echo("Stopping app processes...", nl=False)
+    count = lifecycle.stop_apps(settings)
+    click.echo(f" OK ({count})")
+    router = lifecycle.router_pid(settings)
+    if router is not None:
+        click.echo(f"Stopping router (pid {router})...", nl=False)
+        lifecycle.stop_router(settings)
+        click.echo(" OK")
 
 
 @rack.command("migrate")
@@ -210,34 +106,27 @@ def _stop_router(settings: Settings) -> None:
 )
 def migrate(target: str | None) -> None:
     """Upgrade the state store's schema (rack start does it too), or downgrade it."""
-    from shipmate.store import db
-
     settings = Settings.from_env()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = db.Store(settings.database_url)
-    try:
-        where = db.safe_url(store.url)
-        before = db.current_revision(store.engine)
-        after = target or db.head_revision()
-        db.check_known(before, after)
-        known = db.known_revisions()
-        downgrade = before is not None and known.index(after) < known.index(before)
-        if downgrade and _running_pid(settings) is not None:
+    with lifecycle.state_store(settings) as store:
+        change = store.plan(target)
+        if change.downgrade and lifecycle.running_pid(settings) is not None:
             raise CliError(
-                f"a rack is running under {settings.home} with schema {before}: "
+                f"a rack is running under {settings.home} with schema {change.before}: "
                 "stop it (`shipmate rack stop`) before downgrading"
             )
-        if before == after:
-            click.echo(f"The state store {where} is at schema {before}: nothing to do")
+        if change.before == change.after:
+            click.echo(
+                f"The state store {change.where} is at schema {change.before}: nothing to do"
+            )
             return
-        verb = "Downgrading" if downgrade else "Migrating"
+        verb = "Downgrading" if change.downgrade else "Migrating"
         click.echo(
-            f"{verb} the state store {where} from {before or 'empty'} to {after}...", nl=False
+            f"{verb} the state store {change.where} from {change.before or 'empty'} "
+            f"to {change.after}...",
+            nl=False,
         )
-        store.migrate(after)
+        store.apply(change)
         click.echo(" OK")
-    finally:
-        store.close()
 
 
 def register(cli: click.Group) -> None:

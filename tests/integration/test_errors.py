@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from shipmate.common.waiting import poll_until
+from shipmate.domain.errors import ErrorCode
 from tests.integration.conftest import EXAMPLE, Rack
 
 
@@ -158,7 +165,68 @@ def test_rollback_while_a_promotion_runs_is_refused(rack: Rack) -> None:
         assert result.code == 1
         assert result.err.startswith("ERROR: app busy is updating (promotion of R")
         assert result.err.endswith(" in progress)\n")
+        # The API says so in a code, and names the release being promoted.
+        refused = _api(rack, "POST", f"/apps/busy/releases/{r1}/rollback", json={})
+        body = refused.json()
+        assert (refused.status_code, body["code"]) == (409, "app_busy"), body
+        assert body["error"] == result.err.removeprefix("ERROR: ").rstrip("\n")
+        running = body["details"]["release"]
+        assert body["details"] == {"app": "busy", "release": running}
+        assert running in body["error"] and running != r1
         assert len(rack.releases("busy")) == count
     finally:
         slow.communicate(timeout=60)
     assert slow.returncode == 1
+
+
+def _api(rack: Rack, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    token = (rack.home / "token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    return httpx.request(method, rack.info["api"] + path, headers=headers, timeout=30, **kwargs)
+
+
+def _gzip_tar(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue())
+
+
+def test_every_api_error_carries_a_stable_code(rack: Rack) -> None:
+    rack.ok("apps", "create", "codes")
+    upload = {"headers": {"Content-Type": "application/gzip"}}
+    manifest = _gzip_tar({"shipmate.yml": b"services:\n  web:\n    port: abc\n"})
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("GET", "/apps/nosuchapp", {}, 404, "not_found"),
+        ("GET", "/apps/codes/releases/RNOSUCHREL", {}, 404, "not_found"),
+        ("GET", "/no/such/route", {}, 404, "not_found"),
+        ("PUT", "/apps", {}, 405, "method_not_allowed"),
+        ("POST", "/apps", {"json": {}}, 422, "invalid_request"),
+        ("GET", "/apps/codes/builds", {"params": {"limit": 0}}, 422, "invalid_request"),
+        ("POST", "/apps", {"json": {"name": "codes"}}, 409, "conflict"),
+        ("POST", "/apps", {"json": {"name": "Not_A_Name"}}, 400, "invalid_input"),
+        ("POST", "/apps/codes/environment", {"json": {"set": ["1FOO=x"]}}, 400, "invalid_input"),
+        ("POST", "/apps/codes/builds", {**upload, "content": b"not gzip"}, 400, "unsafe_upload"),
+        ("POST", "/apps/codes/builds", {**upload, "content": manifest}, 400, "invalid_manifest"),
+    ]  # fmt: skip
+    for method, path, kwargs, status, code in cases:
+        response = _api(rack, method, path, **kwargs)
+        body = response.json()
+        assert (response.status_code, body.get("code")) == (status, code), (method, path, body)
+        assert set(body) == {"error", "code"} and "\n" not in body["error"], body
+    unauthenticated = httpx.get(rack.info["api"] + "/apps", timeout=30)
+    assert (unauthenticated.status_code, unauthenticated.json()["code"]) == (401, "unauthorized")
+    # The document lists every code, and names the error schema on every error response.
+    document = httpx.get(rack.info["api"] + "/openapi.json", timeout=30).json()
+    assert document["components"]["schemas"]["ErrorCode"]["enum"] == [c.value for c in ErrorCode]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status in ("400", "401", "403", "404", "409", "422"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorOut"}, (
+                    method,
+                    path,
+                )

@@ -100,8 +100,10 @@ def call(
 
 def one_line_error(response: httpx.Response) -> str:
     body = response.json()
-    assert set(body) == {"error"}, body
+    assert set(body) == {"error", "code"}, body
     assert "\n" not in body["error"] and body["error"], body
+    expected = {401: "unauthorized", 403: "forbidden"}.get(response.status_code)
+    assert expected is None or body["code"] == expected, body
     return str(body["error"])
 
 

@@ -124,6 +124,14 @@ HOSTILE = {
     ),
 }
 
+# The code of each refusal that is not "unsafe_upload".
+CODES = {
+    "decompression bomb": "too_large",
+    # Refused while spooled, before unpacking (services/builds.py): "too_large" once it raises
+    # domain.errors.TooLarge rather than InvalidInput.
+    "upload over the size limit": "invalid_input",
+}
+
 
 def tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
@@ -148,7 +156,8 @@ def test_hostile_upload_is_refused_and_writes_nothing(rack: Rack, case: str) -> 
     response = upload(rack, body)
 
     assert response.status_code == 400, response.text
-    assert set(response.json()) == {"error"}
+    assert set(response.json()) == {"error", "code"}
+    assert response.json()["code"] == CODES.get(case, "unsafe_upload")
     error = response.json()["error"]
     assert error.startswith(expected) and "\n" not in error
     assert rack.builds(APP) == []

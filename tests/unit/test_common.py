@@ -38,6 +38,12 @@ def test_split_host_port_refuses(text: str) -> None:
         split_host_port(text)
 
 
+def test_split_host_port_of_a_listen_address_admits_port_0() -> None:
+    assert split_host_port("127.0.0.1:0", any_port=True) == ("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="from 0 to 65535"):
+        split_host_port("127.0.0.1:x", any_port=True)
+
+
 def test_join_host_port() -> None:
     assert join_host_port("::1", 80) == "[::1]:80"
     assert split_host_port(join_host_port("::1", 80)) == ("::1", 80)

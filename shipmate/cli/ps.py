@@ -1,0 +1,43 @@
+"""`shipmate ps` and `ps stop`: the app's processes."""
+
+from __future__ import annotations
+
+import click
+
+from shipmate.cli.common import app_name, app_option, client, json_option
+from shipmate.cli.output import print_json, relative, table
+
+
+@click.group("ps", invoke_without_command=True)
+@app_option
+@json_option
+@click.pass_context
+def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
+    """List the app's processes; `ps stop ID` stops one (it is replaced)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = client().get(f"/apps/{app_name(app)}/processes")
+    if as_json:
+        print_json(found)
+        return
+    table(
+        ["id", "service", "status", "release", "started", "command"],
+        [
+            [p["id"], p["service"], p["status"], p["release"], relative(p["started"]), p["command"]]
+            for p in found
+        ],
+    )
+
+
+@ps.command("stop")
+@click.argument("process_id")
+@app_option
+def ps_stop(process_id: str, app: str | None) -> None:
+    """Stop a process; the rack starts a replacement."""
+    click.echo(f"Stopping {process_id}...", nl=False)
+    client().delete(f"/apps/{app_name(app)}/processes/{process_id}")
+    click.echo(" OK")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(ps)

@@ -1,0 +1,33 @@
+"""`shipmate run`: a one-off process, its output and its exit code."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from shipmate.cli.common import app_name, app_option, client
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("service")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@app_option
+@click.option("--release", default=None, help="Run with this release (default: the active one).")
+def run(service: str, command: tuple[str, ...], app: str | None, release: str | None) -> None:
+    """Run COMMAND as a one-off process of SERVICE; exit with its exit code."""
+    # One argument is a shell command as typed; several are quoted so that each stays one word.
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    body = {"service": service, "command": line, "release": release}
+    code = 1
+    for kind, data in client().stream(f"/apps/{app_name(app)}/run", method="POST", body=body):
+        if kind == "line":
+            click.echo(data)
+        elif kind == "exit":
+            code = int(data)
+    sys.exit(code)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(run)

@@ -1,0 +1,187 @@
+"""Starting, stopping and migrating a rack on this machine: `shipmate rack start/stop/migrate`.
+
+The CLI speaks to a rack over HTTP only, but a rack that is not running has no API: these
+commands act on the rack's home directly. Starting runs the rack process (detached or not);
+stopping signals it and, with --all, stops what outlives it (the app processes, then the
+router daemon); migrating moves the state store's schema while no rack holds it. The CLI
+calls this module for its `rack` commands only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipmate.common.pids import pid_alive
+from shipmate.common.waiting import WaitTimeout, poll_until
+from shipmate.config import Settings
+from shipmate.domain.errors import ShipmateError
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+def running_pid(settings: Settings) -> int | None:
+    """The PID of the rack serving `settings.home`, from its rack.json, if it still runs."""
+    try:
+        pid = int(json.loads(settings.rack_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    # A rack that died unreaped (no parent, and init does not reap in some containers) is
+    # a zombie: it answers kill(pid, 0) but does not run. pid_alive says so.
+    return pid if pid_alive(pid) else None
+
+
+def run(settings: Settings, api: str, router: str) -> None:
+    """Serve the rack in this process until SIGTERM or Ctrl-C."""
+    from shipmate.rack import run as serve
+
+    serve(settings, api, router)
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    api: str
+    router: str
+    log_file: Path
+
+
+def start_detached(settings: Settings, api: str, router: str, insecure: bool) -> Started:
+    """Start the rack in a new session, its output to rack.log; return once it answers."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.rack_file.unlink(missing_ok=True)
+    with settings.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shipmate.cli.main",
+                "rack",
+                "start",
+                "--api",
+                api,
+                "--router",
+                router,
+                *(["--tls-cert", settings.tls_cert] if settings.tls_cert else []),
+                *(["--tls-key", settings.tls_key] if settings.tls_key else []),
+                *(["--insecure"] if insecure else []),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def answered() -> dict[str, str] | None:
+        if process.poll() is not None:
+            raise ShipmateError(f"the rack did not start: {_last_error(settings)}")
+        if not settings.rack_file.exists():
+            return None
+        # The rack writes rack.json once its API listens, and atomically.
+        info: dict[str, str] = json.loads(settings.rack_file.read_text())
+        return info
+
+    try:
+        info = poll_until(answered, START_TIMEOUT, what="the rack to answer")
+    except WaitTimeout:
+        process.terminate()
+        raise ShipmateError(
+            f"the rack did not answer within {START_TIMEOUT:g}s; see {settings.log_file}"
+        ) from None
+    return Started(process.pid, info["api"], info["router"], settings.log_file)
+
+
+def _last_error(settings: Settings) -> str:
+    try:
+        lines = [line for line in settings.log_file.read_text().splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if line.startswith("ERROR: "):
+            return line.removeprefix("ERROR: ")
+    return lines[-1] if lines else f"see {settings.log_file}"
+
+
+def stop_rack(pid: int) -> None:
+    """SIGTERM the rack and wait for it to exit (it finishes its requests first)."""
+    os.kill(pid, signal.SIGTERM)
+    try:
+        poll_until(lambda: not pid_alive(pid), STOP_TIMEOUT, what=f"the rack (pid {pid})")
+    except WaitTimeout:
+        raise ShipmateError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s") from None
+
+
+def stop_apps(settings: Settings) -> int:
+    """Stop the app processes that outlive the rack; return how many there were."""
+    from shipmate.runtimes.local.cleanup import stop_all_processes
+
+    return stop_all_processes(settings.home)
+
+
+def router_pid(settings: Settings) -> int | None:
+    """The PID of the router daemon serving `settings.home`, if one runs."""
+    from shipmate.router import remote
+    from shipmate.router.daemon import Paths
+
+    info = remote.running(Paths(settings.home))
+    return None if info is None else info.pid
+
+
+def stop_router(settings: Settings) -> None:
+    from shipmate.router import remote
+    from shipmate.router.daemon import Paths
+
+    remote.stop(Paths(settings.home))
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What `rack migrate` would do: `where` names the store, passwords masked."""
+
+    where: str
+    before: str | None
+    after: str
+    downgrade: bool
+
+
+class StateStore:
+    """The rack's state store, opened by `rack migrate` to read and move its schema."""
+
+    def __init__(self, settings: Settings) -> None:
+        from shipmate.store import db
+
+        self._db = db
+        self._store = db.Store(settings.database_url)
+
+    def plan(self, target: str | None) -> SchemaChange:
+        """The change to `target` (default: the latest); ShipmateError for an unknown one."""
+        before = self._db.current_revision(self._store.engine)
+        after = target or self._db.head_revision()
+        self._db.check_known(before, after)
+        known = self._db.known_revisions()
+        downgrade = before is not None and known.index(after) < known.index(before)
+        return SchemaChange(self._db.safe_url(self._store.url), before, after, downgrade)
+
+    def apply(self, change: SchemaChange) -> None:
+        self._store.migrate(change.after)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+@contextmanager
+def state_store(settings: Settings) -> Iterator[StateStore]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = StateStore(settings)
+    try:
+        yield store
+    finally:
+        store.close()
