@@ -7,7 +7,7 @@
 For each backend: a real rack in a temporary SHIPMATE_HOME (SQLite: its default database
 file; PostgreSQL: a throwaway server started here with its durable defaults, fsync on),
 `deploy examples/hello` (the oldest release), then N-1 more releases inserted through the
-store layer in bulk (Tx.create_releases_bulk, encrypted like any release), and the same
+store layer in bulk (store.bulk.insert_releases, encrypted like any release), and the same
 timings against an app with 10 releases for comparison. Timed through the real CLI
 (wall time of the `shipmate` process, start-up included) and through the API alone:
 
@@ -40,10 +40,9 @@ import httpx
 
 sys.path.insert(0, str(harness.ROOT))  # the shipmate package and tests/postgres.py
 
+from shipmate.bootstrap import open_store
 from shipmate.config import Settings
-from shipmate.services import keys
-from shipmate.store.db import Store
-from shipmate.store.repository import NewRelease
+from shipmate.store.bulk import NewRelease, insert_releases
 from tests import postgres
 
 BIG, SMALL = "history", "small"
@@ -97,20 +96,20 @@ def settings_of(r: harness.Rack) -> Settings:
 def grow(r: harness.Rack, app: str, total: int) -> float:
     """Add releases until `app` has `total`, through the store layer; returns the seconds."""
     settings = settings_of(r)
-    store = Store(settings.database_url)
-    keys.open_store(store, settings)  # the rack's key: the rack must read what we write
+    store = open_store(settings)  # the rack's key: the rack must read what we write
     started = time.perf_counter()
     try:
-        with store.transaction() as tx:
-            latest = tx.latest_release(app)
+        with store.unit_of_work() as uow:
+            latest = uow.releases.latest(app)
             assert latest is not None
             have = latest.number
         n = have
         while n < total:
             count = min(CHUNK, total - n)
-            with store.transaction() as tx:
-                tx.lock_app(app)
-                tx.create_releases_bulk(
+            with store.unit_of_work() as uow:
+                uow.apps.lock(app)
+                insert_releases(
+                    uow,
                     app,
                     [
                         NewRelease(

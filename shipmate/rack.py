@@ -1,4 +1,5 @@
-"""A running rack: state store, runtime, router and API in one process (bootstrap)."""
+"""A running rack: state store, runtime, router and API in one process (wired by
+shipmate.bootstrap)."""
 
 from __future__ import annotations
 
@@ -14,33 +15,16 @@ import uvicorn
 
 from shipmate.api.app import create_api
 from shipmate.api.auth import load_or_create_token
+from shipmate.bootstrap import build_context
 from shipmate.common.addresses import join_host_port, split_host_port
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
 from shipmate.router import remote as router_daemon
 from shipmate.router.daemon import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
-from shipmate.router.routes import Routes
-from shipmate.runtimes.local.runtime import LocalRuntime
-from shipmate.services import builds, keys, promotions
-from shipmate.services.context import Context
-from shipmate.services.events import EventLog, Notifier
-from shipmate.store.db import Store
+from shipmate.services import builds, promotions
 
 log = logging.getLogger("shipmate.rack")
-
-
-def build_context(settings: Settings, routes: Routes) -> Context:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    # The home holds the database, the secret key and the owner token: the rack's user only.
-    settings.home.chmod(0o700)
-    store = Store(settings.database_url)
-    store.migrate()
-    keys.open_store(store, settings)
-    notifier = Notifier()
-    events = EventLog(store, LocalRuntime.name, notifier)
-    runtime = LocalRuntime(settings.home, routes, events=events.emit)
-    return Context(settings, store, runtime, notifier, events)
 
 
 async def serve(settings: Settings, api_address: str, router_address: str) -> None:
@@ -48,7 +32,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     # serves this SHIPMATE_HOME, so requests never stop while the rack restarts.
     router_paths = RouterPaths(settings.home)
     routes = RemoteRoutes(router_paths.socket)
-    ctx = build_context(settings, routes)
+    ctx = build_context(settings, routes=routes)
     token = load_or_create_token(settings.token_file)
     router, adopted = await asyncio.to_thread(router_daemon.ensure, router_paths, router_address)
     log.info(

@@ -37,7 +37,7 @@ from shipmate.domain.ids import validate_app_name
 from shipmate.services import apps, builds, environment, processes, promotions, releases
 from shipmate.services import logs as app_logs
 from shipmate.services.context import Context
-from shipmate.structs import App, Build, Promotion
+from shipmate.structs import App, Build, Event, Promotion
 
 router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
 
@@ -65,8 +65,7 @@ def existing_build(app: AppDep, build_id: str, ctx: Ctx) -> Build:
 
 
 def existing_promotion(app: AppDep, promotion_id: str, ctx: Ctx) -> Promotion:
-    with ctx.store.transaction() as tx:
-        return tx.get_promotion(app.name, promotion_id)
+    return releases.get_promotion(ctx, app.name, promotion_id)
 
 
 def _routes(ctx: Context, app: App) -> dict[str, str]:
@@ -239,8 +238,7 @@ async def rollback(
 
 @router.get("/apps/{app}/promotions/{promotion_id}", response_model=PromotionOut, tags=["releases"])
 async def promotion_info(app: AppDep, promotion_id: str, ctx: Ctx) -> PromotionOut:
-    with ctx.store.transaction() as tx:
-        return PromotionOut.of(tx.get_promotion(app.name, promotion_id))
+    return PromotionOut.of(releases.get_promotion(ctx, app.name, promotion_id))
 
 
 @router.get(
@@ -255,24 +253,11 @@ async def promotion_events(
     ctx: Ctx,
 ) -> AsyncIterable[ServerSentEvent]:
     """The promotion's events as they happen, then the finished promotion."""
-    promotion_id = found.id
-    last = 0
-    while True:
-        with ctx.store.transaction() as tx:
-            promotion = tx.get_promotion(app.name, promotion_id)
-            events = tx.events(app.name, after_id=last, promotion_id=promotion_id)
-        for event in events:
-            last = event.id
-            yield ServerSentEvent(data=EventOut.of(event).model_dump(), event="event")
-        if promotion.finished_at is not None and not events:
-            yield ServerSentEvent(
-                data=PromotionOut.of(promotion).model_dump(mode="json"), event="done"
-            )
-            return
-        if await request.is_disconnected():
-            return
-        if not events:
-            await ctx.notifier.wait(0.5)
+    async for item in releases.follow_promotion(ctx, app.name, found.id, request.is_disconnected):
+        if isinstance(item, Event):
+            yield ServerSentEvent(data=EventOut.of(item).model_dump(), event="event")
+        else:
+            yield ServerSentEvent(data=PromotionOut.of(item).model_dump(mode="json"), event="done")
 
 
 # processes and logs

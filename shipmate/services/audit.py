@@ -7,20 +7,22 @@ and its audit entry are committed together or not at all.
 from __future__ import annotations
 
 from shipmate.services.context import Context
-from shipmate.store.repository import Tx
+from shipmate.services.ports import UnitOfWork
 from shipmate.structs import AuditEntry
 
 
-def record(tx: Tx, action: str, app: str | None = None, target: str = "", detail: str = "") -> None:
-    tx.add_audit(action, app, target, detail)
+def record(
+    uow: UnitOfWork, action: str, app: str | None = None, target: str = "", detail: str = ""
+) -> None:
+    uow.audit.add(action, app, target, detail)
 
 
 def log(ctx: Context, action: str, app: str | None, target: str = "", detail: str = "") -> None:
     """For actions that change no row of their own (run, ps stop): a transaction of its own."""
-    with ctx.store.transaction() as tx:
-        tx.add_audit(action, app, target, detail)
+    with ctx.store.unit_of_work() as uow:
+        uow.audit.add(action, app, target, detail)
 
 
 def entries(ctx: Context, app: str | None, limit: int) -> list[AuditEntry]:
-    with ctx.store.transaction() as tx:
-        return tx.audit(app, limit)
+    with ctx.store.unit_of_work() as uow:
+        return uow.audit.list(app, limit)

@@ -12,7 +12,7 @@ from pathlib import Path
 from shipmate.builder.archive import safe_extract
 from shipmate.builder.errors import BuildFailed
 from shipmate.builder.python import build_python
-from shipmate.domain.errors import InvalidInput, ShipmateError
+from shipmate.domain.errors import ShipmateError, TooLarge
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.manifest import find_manifest, load_manifest
 from shipmate.services import audit
@@ -28,8 +28,8 @@ def log_path(ctx: Context, build_id: str) -> Path:
 
 async def receive_upload(ctx: Context, app: str, chunks: AsyncIterator[bytes]) -> Path:
     """Spool an upload to disk, refusing it as soon as it passes the size limit."""
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
     ctx.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     limit = ctx.settings.max_upload
     fd, name = tempfile.mkstemp(dir=ctx.settings.uploads_dir, suffix=".tgz")
@@ -40,7 +40,7 @@ async def receive_upload(ctx: Context, app: str, chunks: AsyncIterator[bytes]) -
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise InvalidInput(
+                    raise TooLarge(
                         f"upload too large: over {limit} bytes (limit set by SHIPMATE_MAX_UPLOAD)"
                     )
                 out.write(chunk)
@@ -59,18 +59,18 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
         safe_extract(upload, source, max_bytes=ctx.settings.max_upload)
         manifest_name, manifest_text = find_manifest(source)
         load_manifest(manifest_text, manifest_name)  # refuse a bad manifest before any write
-        with ctx.store.transaction() as tx:
-            tx.get_app(app)
-            build_id = tx.new_build_id()
+        with ctx.store.unit_of_work() as uow:
+            uow.apps.get(app)
+            build_id = uow.builds.new_id()
             source.rename(ctx.settings.builds_dir / build_id)
-            build = tx.create_build(
+            build = uow.builds.add(
                 app,
                 description or f"build {build_id}",
                 manifest_text,
                 manifest_name,
                 build_id=build_id,
             )
-            audit.record(tx, "build.create", app, build_id, build.description)
+            audit.record(uow, "build.create", app, build_id, build.description)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -90,8 +90,8 @@ async def run_build(ctx: Context, build: Build) -> None:
         log_file.flush()
         ctx.notifier.notify()
 
-    with ctx.store.transaction() as tx:
-        tx.update_build(build.id, status="running", started_at=utcnow())
+    with ctx.store.unit_of_work() as uow:
+        uow.builds.update(build.id, status="running", started_at=utcnow())
     try:
         assert build.manifest is not None
         manifest = load_manifest(build.manifest, build.manifest_name or "shipmate.yml")
@@ -100,10 +100,10 @@ async def run_build(ctx: Context, build: Build) -> None:
             log(f"WARNING: {warning}")
         await asyncio.to_thread(build_python, directory, log)
         _freeze(directory)
-        with ctx.store.transaction() as tx:
-            tx.lock_app(build.app)  # the release forks the latest one's environment
-            latest = tx.latest_release(build.app)
-            release = tx.create_release(
+        with ctx.store.unit_of_work() as uow:
+            uow.apps.lock(build.app)  # the release forks the latest one's environment
+            latest = uow.releases.latest(build.app)
+            release = uow.releases.add(
                 build.app,
                 build.id,
                 dict(latest.env) if latest else {},
@@ -111,14 +111,14 @@ async def run_build(ctx: Context, build: Build) -> None:
                 build.manifest_name,
                 build.description,
             )
-            tx.update_build(build.id, status="complete", release_id=release.id, ended_at=utcnow())
-            audit.record(tx, "release.create", build.app, release.id, f"build {build.id}")
+            uow.builds.update(build.id, status="complete", release_id=release.id, ended_at=utcnow())
+            audit.record(uow, "release.create", build.app, release.id, f"build {build.id}")
         log(f"Build {build.id} complete: release {release.id}")
     except Exception as exc:
         message = str(exc) if isinstance(exc, ShipmateError | BuildFailed) else repr(exc)
         log(f"ERROR: {message}")
-        with ctx.store.transaction() as tx:
-            tx.update_build(build.id, status="failed", error=message, ended_at=utcnow())
+        with ctx.store.unit_of_work() as uow:
+            uow.builds.update(build.id, status="failed", error=message, ended_at=utcnow())
     finally:
         log_file.close()
         ctx.notifier.notify()
@@ -135,9 +135,9 @@ def _freeze(directory: Path) -> None:
 
 def fail_unfinished(ctx: Context) -> None:
     """Builds the rack was running when it stopped cannot finish: say so."""
-    with ctx.store.transaction() as tx:
-        for build in tx.unfinished_builds():
-            tx.update_build(
+    with ctx.store.unit_of_work() as uow:
+        for build in uow.builds.unfinished():
+            uow.builds.update(
                 build.id,
                 status="failed",
                 error="the rack stopped during the build; run the build again",
@@ -146,14 +146,14 @@ def fail_unfinished(ctx: Context) -> None:
 
 
 def get_build(ctx: Context, app: str, build_id: str) -> Build:
-    with ctx.store.transaction() as tx:
-        return tx.get_build(app, build_id)
+    with ctx.store.unit_of_work() as uow:
+        return uow.builds.get(app, build_id)
 
 
 def list_builds(ctx: Context, app: str, limit: int) -> list[Build]:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
-        return tx.list_builds(app, limit)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
+        return uow.builds.list(app, limit)
 
 
 async def follow_log(

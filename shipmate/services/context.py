@@ -1,4 +1,4 @@
-"""What every use case needs, wired once by shipmate.bootstrap."""
+"""What every use case needs, wired once by shipmate.bootstrap.build_context."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 from shipmate.config import Settings
 from shipmate.runtimes.base import Runtime
 from shipmate.services.events import EventLog, Notifier
-from shipmate.store.db import Store
+from shipmate.services.ports import StorePort
 
 
 @dataclass
 class Context:
     settings: Settings
-    store: Store
+    store: StorePort
     runtime: Runtime
     notifier: Notifier
     events: EventLog

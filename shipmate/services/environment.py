@@ -23,9 +23,9 @@ class EnvChange:
 
 
 def get_env(ctx: Context, app: str) -> dict[str, str]:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
-        latest = tx.latest_release(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
+        latest = uow.releases.latest(app)
     return dict(latest.env) if latest else {}
 
 
@@ -39,16 +39,16 @@ def change_env(
     set_ = parse_assignments(assignments)
     keys = validate_keys(unset)
     # One transaction from read to write: two concurrent changes cannot fork the same parent.
-    with ctx.store.transaction() as tx:
-        tx.lock_app(app)
-        latest = tx.latest_release(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.lock(app)
+        latest = uow.releases.latest(app)
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)
         check_size(new)
         description = describe_change(old, new)
         if description is None:
             return EnvChange(None, old)
-        release = tx.create_release(
+        release = uow.releases.add(
             app,
             latest.build_id if latest else None,
             new,
@@ -57,5 +57,5 @@ def change_env(
             description,
         )
         # Keys only, as in the release description: values never reach the audit trail.
-        audit.record(tx, "env.change", app, release.id, description)
+        audit.record(uow, "env.change", app, release.id, description)
     return EnvChange(release, new)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from shipmate.store.db import Store
+from shipmate.services.ports import StorePort
 from shipmate.structs import Event
 
 
@@ -40,13 +40,13 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 class EventLog:
-    def __init__(self, store: Store, runtime: str, notifier: Notifier) -> None:
+    def __init__(self, store: StorePort, runtime: str, notifier: Notifier) -> None:
         self.store = store
         self.runtime = runtime
         self.notifier = notifier
 
     def emit(self, app: str, obj: str, message: str, promotion_id: str | None = None) -> Event:
-        with self.store.transaction() as tx:
-            event = tx.add_event(app, self.runtime, obj, message, promotion_id)
+        with self.store.unit_of_work() as uow:
+            event = uow.events.add(app, self.runtime, obj, message, promotion_id)
         self.notifier.notify()
         return event

@@ -79,14 +79,14 @@ async def stream(
     text: str | None,
     disconnected: Callable[[], object],
 ) -> AsyncIterator[LogLine]:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
     tails: dict[Path, _Tail] = {}
     last_event = 0
     while True:
         batch: list[LogLine] = []
-        with ctx.store.transaction() as tx:
-            events = tx.events(app, after_id=last_event, since=since, limit=EVENT_PAGE)
+        with ctx.store.unit_of_work() as uow:
+            events = uow.events.list(app, after_id=last_event, since=since, limit=EVENT_PAGE)
         for event in events:
             last_event = event.id
             batch.append(LogLine(event.created_at, event.source, event.message))
@@ -106,5 +106,5 @@ async def stream(
 
 async def _maybe(value: object) -> object:
     if hasattr(value, "__await__"):
-        return await value  # type: ignore[misc]
+        return await value
     return value

@@ -11,8 +11,8 @@ from shipmate.domain.promotion import State
 from shipmate.runtimes.base import DesiredState, ProcessInfo
 from shipmate.services import audit, promotions
 from shipmate.services.context import Context
+from shipmate.services.ports import UnitOfWork
 from shipmate.services.releases import Started
-from shipmate.store.repository import Tx
 from shipmate.structs import Promotion, Release
 
 MAX_COUNT = 100
@@ -25,28 +25,28 @@ class ServiceScale:
     running: int
 
 
-def _active_in(tx: Tx, app: str) -> Release:
-    found = tx.get_app(app)
+def _active_in(uow: UnitOfWork, app: str) -> Release:
+    found = uow.apps.get(app)
     if found.release_id is None:
         raise InvalidInput(f"app {app} has no active release: run `shipmate deploy` first")
-    return tx.get_release(app, found.release_id)
+    return uow.releases.get(app, found.release_id)
 
 
 def _active(ctx: Context, app: str) -> Release:
-    with ctx.store.transaction() as tx:
-        return _active_in(tx, app)
+    with ctx.store.unit_of_work() as uow:
+        return _active_in(uow, app)
 
 
 async def list_processes(ctx: Context, app: str) -> list[ProcessInfo]:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
     found = await ctx.runtime.processes(app)
     return sorted(found, key=lambda p: (p.service, p.started_at))
 
 
 async def stop_process(ctx: Context, app: str, process_id: str) -> None:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
 
     def emit(obj: str, message: str) -> None:
         ctx.events.emit(app, obj, message)
@@ -73,10 +73,10 @@ def scale(ctx: Context, app: str, service: str, count: int, wait: float | None) 
     """A rolling change of one service's process count, as a promotion of the active release."""
     if not 0 <= count <= MAX_COUNT:
         raise InvalidInput(f"invalid count {count}: use 0 to {MAX_COUNT}")
-    with ctx.store.transaction() as tx:
-        release = _release_with_service(tx, app, service)
+    with ctx.store.unit_of_work() as uow:
+        release = _release_with_service(uow, app, service)
         promotion = promotions.begin(
-            ctx, tx, release, "scale", wait, options={"counts": {service: count}}
+            ctx, uow, release, "scale", wait, options={"counts": {service: count}}
         )
     promotions.start(ctx, promotion, wait)
     return Started(release, promotion)
@@ -84,20 +84,20 @@ def scale(ctx: Context, app: str, service: str, count: int, wait: float | None) 
 
 def restart(ctx: Context, app: str, service: str | None, wait: float | None) -> Started:
     """Replace every process (of one service, or all) with a rolling update."""
-    with ctx.store.transaction() as tx:
+    with ctx.store.unit_of_work() as uow:
         if service is None:
-            release = _active_in(tx, app)
+            release = _active_in(uow, app)
             options: dict[str, object] = {}
         else:
-            release = _release_with_service(tx, app, service)
+            release = _release_with_service(uow, app, service)
             options = {"restart": [service]}
-        promotion = promotions.begin(ctx, tx, release, "restart", wait, options=options)
+        promotion = promotions.begin(ctx, uow, release, "restart", wait, options=options)
     promotions.start(ctx, promotion, wait)
     return Started(release, promotion)
 
 
-def _release_with_service(tx: Tx, app: str, service: str) -> Release:
-    release = _active_in(tx, app)
+def _release_with_service(uow: UnitOfWork, app: str, service: str) -> Release:
+    release = _active_in(uow, app)
     names = [s.name for s in promotions.manifest_of(release).services]
     if service not in names:
         raise NotFound(f"no service {service} in app {app}: its services are {', '.join(names)}")
@@ -120,8 +120,8 @@ def plan_run(ctx: Context, app: str, service: str, command: str, release_id: str
     if release_id is None:
         release = _active(ctx, app)
     else:
-        with ctx.store.transaction() as tx:
-            release = tx.get_release(app, release_id)
+        with ctx.store.unit_of_work() as uow:
+            release = uow.releases.get(app, release_id)
     desired = promotions.desired_state(ctx, release)
     if service not in {s.name for s in desired.services}:
         names = ", ".join(s.name for s in desired.services)
@@ -143,9 +143,9 @@ async def run(ctx: Context, plan: RunPlan) -> AsyncIterator[tuple[str, str | int
 
 async def cancel(ctx: Context, app: str) -> Promotion:
     """Stop the app's promotion in progress and put the previous release back."""
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
-        running = tx.running_promotion(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
+        running = uow.promotions.running(app)
     if running is None:
         raise InvalidInput(f"app {app} has no promotion in progress: nothing to cancel")
     if State(running.state) not in (State.PENDING, State.UPDATING):
@@ -156,12 +156,12 @@ async def cancel(ctx: Context, app: str) -> Promotion:
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    with ctx.store.transaction() as tx:
-        promotion = tx.get_promotion(app, running.id)
-        audit.record(tx, "promotion.cancel", app, promotion.release_id, promotion.id)
-        release = tx.get_release(app, promotion.release_id)
+    with ctx.store.unit_of_work() as uow:
+        promotion = uow.promotions.get(app, running.id)
+        audit.record(uow, "promotion.cancel", app, promotion.release_id, promotion.id)
+        release = uow.releases.get(app, promotion.release_id)
         previous = (
-            tx.get_release(app, promotion.previous_release_id)
+            uow.releases.get(app, promotion.previous_release_id)
             if promotion.previous_release_id
             else None
         )

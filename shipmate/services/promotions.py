@@ -25,7 +25,7 @@ from shipmate.runtimes.base import (
 )
 from shipmate.services import audit
 from shipmate.services.context import Context
-from shipmate.store.repository import Tx
+from shipmate.services.ports import UnitOfWork
 from shipmate.structs import Promotion, Release
 
 APP_OBJECT = "atom/app"
@@ -93,19 +93,19 @@ def desired_state(
 
 
 def formation(ctx: Context, app: str) -> dict[str, int]:
-    with ctx.store.transaction() as tx:
-        return tx.formation(app)
+    with ctx.store.unit_of_work() as uow:
+        return uow.formation.get(app)
 
 
-def ensure_idle(tx: Tx, app: str) -> None:
-    running = tx.running_promotion(app)
+def ensure_idle(uow: UnitOfWork, app: str) -> None:
+    running = uow.promotions.running(app)
     if running is not None:
         raise AppBusy(app, running.release_id)
 
 
 def begin(
     ctx: Context,
-    tx: Tx,
+    uow: UnitOfWork,
     release: Release,
     kind: str,
     wait: float | None,
@@ -116,18 +116,18 @@ def begin(
     Everything that can refuse the promotion runs before the first write, so a refusal
     changes nothing.
     """
-    app = tx.lock_app(release.app)
-    ensure_idle(tx, app.name)
+    app = uow.apps.lock(release.app)
+    ensure_idle(uow, app.name)
     desired_state(ctx, release, wait)
     if app.release_id is not None:
         # The revert target must be runnable too, or a failed promotion could not revert.
-        tx.get_release(app.name, app.release_id)
-    promotion = tx.create_promotion(
+        uow.releases.get(app.name, app.release_id)
+    promotion = uow.promotions.add(
         app.name, release.id, app.release_id, kind, state=State.PENDING.value, options=options
     )
-    audit.record(tx, "promotion.start", app.name, release.id, _audit_detail(promotion))
-    tx.update_app(app.name, status="updating")
-    tx.add_event(
+    audit.record(uow, "promotion.start", app.name, release.id, _audit_detail(promotion))
+    uow.apps.update(app.name, status="updating")
+    uow.events.add(
         app.name,
         ctx.runtime.name,
         APP_OBJECT,
@@ -145,11 +145,11 @@ def start(ctx: Context, promotion: Promotion, wait: float | None) -> None:
 
 
 async def run(ctx: Context, promotion_id: str, wait: float | None = None) -> None:
-    with ctx.store.transaction() as tx:
-        promotion = tx.get_promotion_by_id(promotion_id)
-        release = tx.get_release(promotion.app, promotion.release_id)
+    with ctx.store.unit_of_work() as uow:
+        promotion = uow.promotions.get_by_id(promotion_id)
+        release = uow.releases.get(promotion.app, promotion.release_id)
         previous = (
-            tx.get_release(promotion.app, promotion.previous_release_id)
+            uow.releases.get(promotion.app, promotion.previous_release_id)
             if promotion.previous_release_id
             else None
         )
@@ -175,18 +175,14 @@ class PromotionRun:
         message = transition(self.state, new)
         finished = utcnow() if new in (State.RUNNING, State.REVERTED, State.FAILURE) else None
         app = self.promotion.app
-        with self.ctx.store.transaction() as tx:
-            tx.update_promotion(self.promotion.id, new.value, reason, finished)
-            fields: dict[str, object] = {}
-            if status is not None:
-                fields["status"] = status
-            if new is State.RUNNING:
-                fields["release_id"] = self.release.id
-                if self.promotion.options.get("counts"):
-                    tx.set_formation(app, self.promotion.options["counts"])
-            if fields:
-                tx.update_app(app, **fields)
-            tx.add_event(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
+        with self.ctx.store.unit_of_work() as uow:
+            uow.promotions.update(self.promotion.id, new.value, reason, finished)
+            activated = self.release.id if new is State.RUNNING else None
+            if activated and self.promotion.options.get("counts"):
+                uow.formation.set(app, self.promotion.options["counts"])
+            if status is not None or activated:
+                uow.apps.update(app, status=status, release_id=activated)
+            uow.events.add(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
             if finished is not None:
                 outcome = {State.RUNNING: "succeeded", State.REVERTED: "reverted"}.get(
                     new, "failed"
@@ -194,7 +190,7 @@ class PromotionRun:
                 detail = _audit_detail(self.promotion)
                 if reason:
                     detail = f"{detail}: {reason}"
-                audit.record(tx, f"promotion.{outcome}", app, self.release.id, detail)
+                audit.record(uow, f"promotion.{outcome}", app, self.release.id, detail)
         self.ctx.notifier.notify()
         self.state = new
 
@@ -234,8 +230,8 @@ class PromotionRun:
         command = manifest_of(self.release).release
         if not command:
             return None
-        with self.ctx.store.transaction() as tx:
-            tx.record_release_command(self.promotion.id, command)
+        with self.ctx.store.unit_of_work() as uow:
+            uow.promotions.record_release_command(self.promotion.id, command)
         desired = desired_state(self.ctx, self.release)
         obj = f"release-{release_hash(self.release.id)}"
         self.emit(obj, f"Running release command: {command}")
@@ -288,14 +284,14 @@ async def recover(ctx: Context) -> None:
         ctx.events.emit(
             process.app, process.id, f"Adopted process (pid {process.pid}) after a rack restart"
         )
-    with ctx.store.transaction() as tx:
-        unfinished = tx.unfinished_promotions()
-        apps = tx.list_apps()
+    with ctx.store.unit_of_work() as uow:
+        unfinished = uow.promotions.unfinished()
+        apps = uow.apps.list()
     for promotion in unfinished:
-        with ctx.store.transaction() as tx:
-            release = tx.get_release(promotion.app, promotion.release_id)
+        with ctx.store.unit_of_work() as uow:
+            release = uow.releases.get(promotion.app, promotion.release_id)
             previous = (
-                tx.get_release(promotion.app, promotion.previous_release_id)
+                uow.releases.get(promotion.app, promotion.previous_release_id)
                 if promotion.previous_release_id
                 else None
             )
@@ -305,8 +301,8 @@ async def recover(ctx: Context) -> None:
     for app in apps:
         if app.release_id is None or app.name in reverted:
             continue
-        with ctx.store.transaction() as tx:
-            release = tx.get_release(app.name, app.release_id)
+        with ctx.store.unit_of_work() as uow:
+            release = uow.releases.get(app.name, app.release_id)
         emit = _app_emitter(ctx, app.name)
         try:
             counts = formation(ctx, app.name)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
 from shipmate.services import audit, promotions
 from shipmate.services.context import Context
-from shipmate.store.repository import Tx
-from shipmate.structs import Promotion, Release
+from shipmate.services.ports import UnitOfWork
+from shipmate.structs import Event, Promotion, Release
 
 T = TypeVar("T")
 
@@ -39,9 +39,9 @@ async def when_idle(
         except AppBusy:
             pass
         while True:
-            with ctx.store.transaction() as tx:
-                tx.get_app(app)
-                running = tx.running_promotion(app)
+            with ctx.store.unit_of_work() as uow:
+                uow.apps.get(app)
+                running = uow.promotions.running(app)
             if running is None:
                 break
             if await is_disconnected():
@@ -50,39 +50,68 @@ async def when_idle(
 
 
 def list_releases(ctx: Context, app: str, limit: int) -> list[Release]:
-    with ctx.store.transaction() as tx:
-        tx.get_app(app)
-        return tx.list_releases(app, limit)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
+        return uow.releases.list(app, limit)
 
 
 def get_release(ctx: Context, app: str, release_id: str) -> tuple[Release, list[Promotion]]:
-    with ctx.store.transaction() as tx:
-        release = tx.get_release(app, release_id)
-        return release, tx.promotions_of_release(release_id)
+    with ctx.store.unit_of_work() as uow:
+        release = uow.releases.get(app, release_id)
+        return release, uow.promotions.of_release(release_id)
+
+
+def get_promotion(ctx: Context, app: str, promotion_id: str) -> Promotion:
+    with ctx.store.unit_of_work() as uow:
+        return uow.promotions.get(app, promotion_id)
+
+
+async def follow_promotion(
+    ctx: Context, app: str, promotion_id: str, is_disconnected: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[Event | Promotion]:
+    """The promotion's events as they are written, then the promotion once it has finished.
+
+    Ends early (without the promotion) when `is_disconnected()` says the reader has gone.
+    """
+    last = 0
+    while True:
+        with ctx.store.unit_of_work() as uow:
+            promotion = uow.promotions.get(app, promotion_id)
+            events = uow.events.list(app, after_id=last, promotion_id=promotion_id)
+        for event in events:
+            last = event.id
+            yield event
+        if promotion.finished_at is not None and not events:
+            yield promotion
+            return
+        if await is_disconnected():
+            return
+        if not events:
+            await ctx.notifier.wait(0.5)
 
 
 def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) -> Started:
-    with ctx.store.transaction() as tx:
-        tx.lock_app(app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.lock(app)
         if release_id is None:
-            release = tx.latest_release(app)
+            release = uow.releases.latest(app)
             if release is None:
                 raise InvalidInput(f"app {app} has no release yet: run `shipmate deploy` first")
         else:
-            release = tx.get_release(app, release_id)
-        promotion = promotions.begin(ctx, tx, release, "promote", wait)
+            release = uow.releases.get(app, release_id)
+        promotion = promotions.begin(ctx, uow, release, "promote", wait)
     promotions.start(ctx, promotion, wait)
     return Started(release, promotion)
 
 
 def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Started:
     """Copy the target release (build, environment, manifest, description) and promote it."""
-    with ctx.store.transaction() as tx:
-        tx.lock_app(app)
-        target = tx.get_release(app, target_id)
-        promotions.ensure_idle(tx, app)
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.lock(app)
+        target = uow.releases.get(app, target_id)
+        promotions.ensure_idle(uow, app)
         promotions.desired_state(ctx, target, wait)  # refuse before the copy is written
-        copy = tx.create_release(
+        copy = uow.releases.add(
             app,
             target.build_id,
             dict(target.env),
@@ -91,18 +120,18 @@ def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Star
             target.description,
             copied_from=target.id,
         )
-        audit.record(tx, "release.rollback", app, copy.id, f"copy of {target.id}")
-        warnings = _migration_warnings(tx, target)
-        promotion = promotions.begin(ctx, tx, copy, "rollback", wait)
+        audit.record(uow, "release.rollback", app, copy.id, f"copy of {target.id}")
+        warnings = _migration_warnings(uow, target)
+        promotion = promotions.begin(ctx, uow, copy, "rollback", wait)
     promotions.start(ctx, promotion, wait)
     return Started(copy, promotion, warnings)
 
 
-def _migration_warnings(tx: Tx, target: Release) -> tuple[str, ...]:
+def _migration_warnings(uow: UnitOfWork, target: Release) -> tuple[str, ...]:
     """Rolling back does not undo what release commands did after the target (migrations)."""
     ran = [
         p.release_id
-        for p in tx.release_commands_since(target.app, target.created_at)
+        for p in uow.promotions.release_commands_since(target.app, target.created_at)
         if p.release_id != target.id
     ]
     if not ran:

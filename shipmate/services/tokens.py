@@ -56,15 +56,15 @@ def validate_role(role: str) -> str:
 def authenticate(ctx: Context, presented: str) -> Token | None:
     """The stored token `presented` hashes to (revoked or not), or None."""
     wanted = hash_token(presented)
-    with ctx.store.transaction() as tx:
-        token = tx.find_token_by_hash(wanted)
+    with ctx.store.unit_of_work() as uow:
+        token = uow.tokens.find_by_hash(wanted)
         if token is None or not hmac.compare_digest(token.hash, wanted):
             return None
         now = utcnow()
         if token.revoked_at is None and (
             token.last_used_at is None or now - token.last_used_at >= _LAST_USED_PRECISION
         ):
-            token = tx.update_token(token.name, last_used_at=now)
+            token = uow.tokens.update(token.name, last_used_at=now)
     return token
 
 
@@ -73,38 +73,38 @@ def create(ctx: Context, name: str, role: str) -> tuple[Token, str]:
     validate_name(name)
     validate_role(role)
     secret = generate()
-    with ctx.store.transaction() as tx:
-        if tx.find_token(name) is not None:
+    with ctx.store.unit_of_work() as uow:
+        if uow.tokens.find(name) is not None:
             raise Conflict(
                 f"a token named {name} already exists (names are never reused, so the audit "
                 "trail stays unambiguous): choose another name"
             )
-        token = tx.create_token(name, role, hash_token(secret))
-        audit.record(tx, "token.create", target=name, detail=f"role {role}")
+        token = uow.tokens.add(name, role, hash_token(secret))
+        audit.record(uow, "token.create", target=name, detail=f"role {role}")
     return token, secret
 
 
 def list_tokens(ctx: Context) -> list[Token]:
-    with ctx.store.transaction() as tx:
-        return tx.list_tokens()
+    with ctx.store.unit_of_work() as uow:
+        return uow.tokens.list()
 
 
 def revoke(ctx: Context, name: str) -> Token:
-    with ctx.store.transaction() as tx:
-        token = tx.find_token(name)
+    with ctx.store.unit_of_work() as uow:
+        token = uow.tokens.find(name)
         if token is None:
             raise NotFound(f"no such token: {name}")
         if token.revoked_at is not None:
             raise Conflict(f"token {name} is already revoked")
         if token.role == "admin":
-            admins = [t for t in tx.list_tokens() if t.role == "admin" and t.revoked_at is None]
+            admins = [t for t in uow.tokens.list() if t.role == "admin" and t.revoked_at is None]
             if len(admins) == 1:
                 raise Conflict(
                     f"token {name} is the last admin token: create another admin token first, "
                     "or nobody could manage the rack"
                 )
-        token = tx.update_token(name, revoked_at=utcnow())
-        audit.record(tx, "token.revoke", target=name, detail=f"role {token.role}")
+        token = uow.tokens.update(name, revoked_at=utcnow())
+        audit.record(uow, "token.revoke", target=name, detail=f"role {token.role}")
     return token
 
 
@@ -118,12 +118,12 @@ def ensure_owner(ctx: Context, secret: str) -> None:
     is also how a locked-out owner gets back in. A revoked one stays revoked.
     """
     wanted = hash_token(secret)
-    with ctx.store.transaction() as tx:
-        if tx.find_token_by_hash(wanted) is not None:
+    with ctx.store.unit_of_work() as uow:
+        if uow.tokens.find_by_hash(wanted) is not None:
             return
-        taken = {t.name for t in tx.list_tokens()}
+        taken = {t.name for t in uow.tokens.list()}
         name = next(
             n for n in (OWNER, *(f"{OWNER}-{i}" for i in range(2, 10_000))) if n not in taken
         )
-        tx.create_token(name, "admin", wanted)
-        audit.record(tx, "token.create", target=name, detail="role admin (SHIPMATE_HOME/token)")
+        uow.tokens.add(name, "admin", wanted)
+        audit.record(uow, "token.create", target=name, detail="role admin (SHIPMATE_HOME/token)")

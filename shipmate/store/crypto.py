@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from shipmate.common.files import atomic_write
 from shipmate.domain.errors import ShipmateError
 
 KEY_ENV = "SHIPMATE_SECRET_KEY"
@@ -112,16 +113,4 @@ def load_keyring(key_file: Path) -> Keyring:
 
 def write_key_file(key_file: Path, keys: tuple[bytes, ...]) -> None:
     """Replace the key file atomically: a crash leaves the old file or the new one."""
-    tmp = key_file.with_name(key_file.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(k.decode() + "\n" for k in keys))
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(key_file)
-    dir_fd = os.open(key_file.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(key_file, "".join(k.decode() + "\n" for k in keys), mode=0o600)

@@ -15,11 +15,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from shipmate.domain.errors import ShipmateError
 from shipmate.store.crypto import Keyring
-from shipmate.store.repository import Tx
+from shipmate.store.keys import StoreKeys
+from shipmate.store.unit_of_work import SqlUnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,7 +60,7 @@ def make_engine(url: str) -> Engine:
             "postgresql://USER@HOST:PORT/DATABASE"
         )
     # READ COMMITTED (PostgreSQL's default): what needs serializing takes a row lock on the
-    # app (Tx.lock_app), which is narrower than SERIALIZABLE and never needs retries.
+    # app (apps.lock), which is narrower than SERIALIZABLE and never needs retries.
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
@@ -154,7 +155,7 @@ def _connected(engine: Engine, begin: bool = False) -> Iterator[Connection]:
                             f"(first: {tuple(broken[0])}); nothing was changed"
                         )
         finally:
-            if sqlite:
+            if sqlite and raw is not None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
@@ -205,26 +206,21 @@ def _downgrade(cfg: Config, current: str, target: str) -> None:
 
 
 class Store:
-    """The source of truth: every change goes through one transaction of a Tx."""
+    """The source of truth (shipmate.services.ports.StorePort): every change goes through one
+    unit of work."""
 
-    def __init__(self, url: str, keyring: Keyring | None = None) -> None:
+    def __init__(self, url: str, keys: StoreKeys | None = None) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Replaced as a whole during a key rotation (shipmate.services.keys).
-        self.keyring = keyring or Keyring.ephemeral()
+        # The rack's key ring (`StoreKeys.load`); without one, a key of this process only.
+        self.keys = keys or StoreKeys(Keyring.ephemeral())
 
     def migrate(self, target: str | None = None) -> Migration:
         return migrate(self.engine, target)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        session: Session = self._sessions()
-        try:
-            with session.begin():
-                yield Tx(session, self.keyring)
-        finally:
-            session.close()
+    def unit_of_work(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, self.keys.keyring)
 
     def close(self) -> None:
         self.engine.dispose()

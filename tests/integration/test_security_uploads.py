@@ -129,7 +129,7 @@ CODES = {
     "decompression bomb": "too_large",
     # Refused while spooled, before unpacking (services/builds.py): "too_large" once it raises
     # domain.errors.TooLarge rather than InvalidInput.
-    "upload over the size limit": "invalid_input",
+    "upload over the size limit": "too_large",
 }
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from shipmate.store.bulk import NewRelease, insert_releases
 from shipmate.store.db import Store
-from shipmate.store.repository import NewRelease
 
 TABLES = ("apps", "builds", "releases", "promotions", "events")
 
@@ -50,21 +50,20 @@ def _full_scans(store: Store, statements: list[tuple[str, Any]]) -> list[str]:
 
 
 def test_listing_inspecting_and_rolling_back_use_indexes(store: Store) -> None:
-    with store.transaction() as tx:
-        tx.create_app("big")
-        tx.create_app("other")
-        build = tx.create_build("big", "b", "services: {}", "shipmate.yml")
-        tx.lock_app("big")
-        ids = tx.create_releases_bulk(
+    with store.unit_of_work() as uow:
+        uow.apps.add("big")
+        uow.apps.add("other")
+        build = uow.builds.add("big", "b", "services: {}", "shipmate.yml")
+        uow.apps.lock("big")
+        ids = insert_releases(
+            uow,
             "big",
             [
                 NewRelease(build.id, {"N": str(i)}, "services: {}", "shipmate.yml", f"env {i}")
                 for i in range(3000)
             ],
         )
-        tx.create_releases_bulk(
-            "other", [NewRelease(None, {}, None, None, "x") for _ in range(500)]
-        )
+        insert_releases(uow, "other", [NewRelease(None, {}, None, None, "x") for _ in range(500)])
     oldest = ids[0]
 
     statements: list[tuple[str, Any]] = []
@@ -76,22 +75,22 @@ def test_listing_inspecting_and_rolling_back_use_indexes(store: Store) -> None:
     event.listen(store.engine, "before_cursor_execute", record)
     try:
         # What `releases`, `releases info` and a rollback read (see services/releases.py).
-        with store.transaction() as tx:
-            tx.get_app("big")
-            assert [r.id for r in tx.list_releases("big", 20)] == ids[::-1][:20]
-        with store.transaction() as tx:
-            tx.get_release("big", oldest)
-            tx.promotions_of_release(oldest)
-        with store.transaction() as tx:
-            tx.lock_app("big")
-            target = tx.get_release("big", oldest)
-            tx.running_promotion("big")
-            copy = tx.create_release(
+        with store.unit_of_work() as uow:
+            uow.apps.get("big")
+            assert [r.id for r in uow.releases.list("big", 20)] == ids[::-1][:20]
+        with store.unit_of_work() as uow:
+            uow.releases.get("big", oldest)
+            uow.promotions.of_release(oldest)
+        with store.unit_of_work() as uow:
+            uow.apps.lock("big")
+            target = uow.releases.get("big", oldest)
+            uow.promotions.running("big")
+            copy = uow.releases.add(
                 "big", target.build_id, target.env, target.manifest, None, "rollback"
             )
-            tx.create_promotion("big", copy.id, None, "rollback", "Pending")
-            tx.latest_release("big")
-            tx.events("big", promotion_id="PNOSUCHONE")
+            uow.promotions.add("big", copy.id, None, "rollback", "Pending")
+            uow.releases.latest("big")
+            uow.events.list("big", promotion_id="PNOSUCHONE")
     finally:
         event.remove(store.engine, "before_cursor_execute", record)
     assert len(statements) >= 8

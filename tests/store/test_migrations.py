@@ -163,8 +163,8 @@ def test_a_downgrade_refused_half_way_changes_nothing(
     )
     assert db.current_revision(store.engine) == head
     assert set(inspect(store.engine).get_table_names()) == tables
-    with store.transaction() as tx:
-        assert tx.get_app("old").release_id == "RAAAAAAAAB"
+    with store.unit_of_work() as uow:
+        assert uow.apps.get("old").release_id == "RAAAAAAAAB"
 
 
 def _shipmate(home: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -30,8 +30,8 @@ def _ctx(store: Store) -> Any:
 
 
 def test_concurrent_env_changes_chain_without_forks(store: Store) -> None:
-    with store.transaction() as tx:
-        tx.create_app("app")
+    with store.unit_of_work() as uow:
+        uow.apps.add("app")
     n = 20
     start = threading.Barrier(n)
 
@@ -44,8 +44,8 @@ def test_concurrent_env_changes_chain_without_forks(store: Store) -> None:
     with ThreadPoolExecutor(n) as pool:
         created = list(pool.map(change, range(n)))
 
-    with store.transaction() as tx:
-        releases = list(reversed(tx.list_releases("app", limit=100)))
+    with store.unit_of_work() as uow:
+        releases = list(reversed(uow.releases.list("app", limit=100)))
     assert sorted(r.id for r in releases) == sorted(created)
     assert [r.number for r in releases] == list(range(1, n + 1))
     parent: dict[str, str] = {}
@@ -61,15 +61,15 @@ def test_concurrent_env_changes_chain_without_forks(store: Store) -> None:
 def test_a_locked_app_does_not_block_another(store: Store, database_url: str) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite serializes every write transaction (each lasts milliseconds)")
-    with store.transaction() as tx:
-        tx.create_app("busy")
-        tx.create_app("free")
+    with store.unit_of_work() as uow:
+        uow.apps.add("busy")
+        uow.apps.add("free")
     locked = threading.Event()
     release_lock = threading.Event()
 
     def hold() -> None:
-        with store.transaction() as tx:
-            tx.lock_app("busy")
+        with store.unit_of_work() as uow:
+            uow.apps.lock("busy")
             locked.set()
             release_lock.wait(30)
 
