@@ -70,6 +70,7 @@ async def wait_healthy(
         if not process.alive:
             raise ProcessExited(process)
         pause = READINESS_POLL
+        problem: str | None
         if not await _listening(process.port, check.timeout):
             problem, pause = "ConnectError", LISTEN_POLL  # what httpx calls a refused connection
         else:
