@@ -2,6 +2,9 @@
 
 Every process runs under a shim (shim.py) in `SHIPMATE_HOME/run/<app>/<process id>/`, so the
 rack can stop or crash while apps keep serving; `adopt` takes them back at the next start.
+This module owns the processes (start, stop, adoption, replacement after a crash); a
+rolling update is rolling.py's, the restart delays supervision.py's, one-offs' output
+oneoff.py's.
 """
 
 from __future__ import annotations
@@ -29,15 +32,14 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
+from shipmate.runtimes.local.oneoff import follow
 from shipmate.runtimes.local.process import LocalProcess, free_port
 from shipmate.runtimes.local.rolling import ServiceRollout
 from shipmate.runtimes.local.shim import DEFAULT_LOG_CAP
+from shipmate.runtimes.local.supervision import CrashBackoff
 
 # How long a stopping process may take to finish requests already routed to it.
 DRAIN_TIMEOUT = 30.0
-# Restart backoff after a crash: 1 s, 2 s, 4 s, ... up to this; reset after a quiet minute.
-MAX_BACKOFF = 30.0
-QUIET_RESET = 60.0
 # Exited processes whose output is kept for `logs`, per app.
 KEEP_EXITED = 50
 # A replacement (after a crash or `ps stop`) that is not healthy by then is given up on.
@@ -66,7 +68,7 @@ class LocalRuntime:
         self._desired: dict[str, DesiredState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._crashes: dict[tuple[str, str], tuple[int, float]] = {}
+        self._backoff = CrashBackoff()
         self.client = httpx.AsyncClient()
 
     def _lock(self, app: str) -> asyncio.Lock:
@@ -82,6 +84,7 @@ class LocalRuntime:
         return [p.info() for p in self._processes.values() if p.app == app and p.alive]
 
     def live(self, app: str, service: str | None = None) -> list[LocalProcess]:
+        """Running processes of the app (of one service), one-offs and stopping ones left out."""
         return [
             p
             for p in self._processes.values()
@@ -152,6 +155,7 @@ class LocalRuntime:
         command: str | None = None,
         oneoff: bool = False,
     ) -> LocalProcess:
+        """A new process of `spec` (or a one-off running `command`), running under its shim."""
         process_id = new_process_id(spec.name, desired.release_id)
         while process_id in self._processes or (self.run_dir / desired.app / process_id).exists():
             process_id = new_process_id(spec.name, desired.release_id)
@@ -208,17 +212,11 @@ class LocalRuntime:
         desired = self._desired.get(process.app)
         if desired is None or desired.release_id != process.release_id:
             return  # not part of what the app runs (a rollout handles its own failures)
-        key = (process.app, process.service)
-        attempts, last = self._crashes.get(key, (0, 0.0))
-        now = time.monotonic()
-        if now - last > QUIET_RESET:
-            attempts = 0
-        delay = min(MAX_BACKOFF, 2.0**attempts)
-        self._crashes[key] = (attempts + 1, now)
+        delay, crashes = self._backoff.crashed(process.app, process.service)
         self.events(
             process.app,
             process.service,
-            f"Restarting {process.id} in {delay:g}s (crash {attempts + 1} in a row)",
+            f"Restarting {process.id} in {delay:g}s (crash {crashes} in a row)",
         )
         await asyncio.sleep(delay)
         await self._replenish(process.app, process.service)
@@ -250,7 +248,8 @@ class LocalRuntime:
                 emit(service, f"Could not replace a process: {failure.reason}")
 
     async def begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
-        # Out of the router at once; SIGTERM only once requests in flight have finished.
+        """Out of the router at once; SIGTERM in the background, once requests in flight have
+        finished (SIGKILL after `grace`)."""
         process.status = "stopping"
         process.expected_exit = True
         if process.port is not None:
@@ -284,18 +283,9 @@ class LocalRuntime:
             known = ", ".join(s.name for s in desired.services)
             raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
         process = await self.start(desired, spec, _silent, command=command, oneoff=True)
-        offset = 0
         try:
-            while True:
-                finished = not process.alive
-                lines, offset = _read_new(process.log_path, offset)
-                for line in lines:
-                    yield "line", line.split(" ", 1)[1] if " " in line else ""
-                if finished:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.exited.wait(), timeout=0.1)
-            yield "exit", process.exit_code if process.exit_code is not None else 1
+            async for item in follow(process):
+                yield item
         finally:
             if process.alive:
                 await process.stop(spec.termination_grace)
@@ -325,15 +315,3 @@ class LocalRuntime:
 
 def _silent(obj: str, message: str) -> None:
     return None
-
-
-def _read_new(path: Path, offset: int) -> tuple[list[str], int]:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except OSError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    text = data[:end].decode("utf-8", "replace")
-    return text.splitlines(), offset + end
