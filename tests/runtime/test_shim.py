@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from shipmate.common.waiting import poll_until
 from shipmate.runtimes.local.process import LocalProcess
 from shipmate.runtimes.local.shim import proc_start_time
 
@@ -26,14 +29,13 @@ def shim(
     )  # fmt: skip
 
 
-def state(directory: Path) -> dict[str, object]:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
+def state(directory: Path) -> dict[str, Any]:
+    def written() -> dict[str, Any] | None:
+        with contextlib.suppress(OSError, ValueError):
             return dict(json.loads((directory / "state.json").read_text()))
-        except (OSError, ValueError):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        return None
+
+    return poll_until(written, 10, interval=0.01, what=f"{directory}/state.json")
 
 
 def test_records_exit_code_and_timestamped_output(tmp_path: Path) -> None:
@@ -66,7 +68,7 @@ def test_sigterm_then_sigkill_after_grace(tmp_path: Path) -> None:
     assert 0.9 <= time.monotonic() - started < 8
     final = state(tmp_path)
     assert final["exit_code"] == 137
-    assert proc_start_time(int(running["pid"])) is None  # type: ignore[arg-type]
+    assert proc_start_time(int(running["pid"])) is None
 
 
 def test_app_survives_its_shell_until_it_finishes(tmp_path: Path) -> None:
@@ -98,7 +100,7 @@ def test_adoption_refuses_a_reused_pid(tmp_path: Path) -> None:
 
         async def adopt() -> tuple[LocalProcess | None, LocalProcess | None]:
             found = LocalProcess.adopt(tmp_path / "p")
-            forged = dict(real, shim_start=int(real["shim_start"]) + 1)  # type: ignore[call-overload]
+            forged = dict(real, shim_start=int(real["shim_start"]) + 1)
             (tmp_path / "p" / "state.json").write_text(json.dumps(forged))
             return found, LocalProcess.adopt(tmp_path / "p")
 

@@ -6,20 +6,23 @@ import contextlib
 import json
 import os
 import signal
-import time
 from pathlib import Path
+from typing import Any
 
-from shipmate.runtimes.local.shim import proc_start_time
+from shipmate.common.pids import same_process
+from shipmate.common.waiting import WaitTimeout, poll_until
 
 
-def _shims(run_dir: Path) -> list[dict[str, int]]:
+def _running(state: dict[str, Any]) -> bool:
+    return same_process(state.get("shim_pid"), state.get("shim_start"))
+
+
+def _shims(run_dir: Path) -> list[dict[str, Any]]:
     found = []
     for state_file in run_dir.glob("*/*/state.json"):
         with contextlib.suppress(OSError, ValueError):
             state = json.loads(state_file.read_text())
-            if state.get("status") != "exited" and proc_start_time(state["shim_pid"]) == state.get(
-                "shim_start"
-            ):
+            if state.get("status") != "exited" and _running(state):
                 found.append(state)
     return found
 
@@ -32,11 +35,11 @@ def stop_all_processes(home: Path, timeout: float = 15.0) -> int:
     for state in shims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(state["shim_pid"], signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(proc_start_time(s["shim_pid"]) == s["shim_start"] for s in shims):
-            return len(shims)
-        time.sleep(0.05)
+    try:
+        poll_until(lambda: not any(_running(s) for s in shims), timeout, what="the shims")
+        return len(shims)
+    except WaitTimeout:
+        pass
     for state in shims:
         for pid, kill in ((state["pid"], os.killpg), (state["shim_pid"], os.kill)):
             with contextlib.suppress(ProcessLookupError, PermissionError):

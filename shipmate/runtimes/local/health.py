@@ -9,7 +9,7 @@ import time
 import httpx
 
 from shipmate.runtimes.base import EventSink, HealthCheck
-from shipmate.runtimes.local.process import LocalProcess
+from shipmate.runtimes.local.process import HOST, LocalProcess
 
 # Readiness is polled faster than the manifest's interval: the interval paces reports of
 # failures, while the first success is what a user waits for during a rollback.
@@ -29,7 +29,7 @@ class ProcessExited(Exception):
 async def _listening(port: int, timeout: float) -> bool:
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection(HOST, port)
     except TimeoutError:
         return True  # the health check will tell
     except OSError:
@@ -64,12 +64,13 @@ async def wait_healthy(
         except TimeoutError:
             return
         raise ProcessExited(process)
-    url = f"http://127.0.0.1:{process.port}{check.path}"
+    url = f"http://{process.backend}{check.path}"
     last_report = 0.0
     while True:
         if not process.alive:
             raise ProcessExited(process)
         pause = READINESS_POLL
+        problem: str | None
         if not await _listening(process.port, check.timeout):
             problem, pause = "ConnectError", LISTEN_POLL  # what httpx calls a refused connection
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -15,26 +16,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shipmate.common.addresses import join_host_port
+from shipmate.common.pids import same_process
+from shipmate.common.waiting import WaitTimeout, wait_for
 from shipmate.domain.humanize import utcnow
 from shipmate.runtimes.base import ProcessInfo
-from shipmate.runtimes.local.shim import proc_start_time
 
 # Variables of the rack's own environment that a process needs to run at all; everything
 # else a process sees comes from its release, as on Heroku and Convox.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 SPAWN_TIMEOUT = 10.0
 SHIM = str(Path(__file__).with_name("shim.py"))
+# App processes listen here, and only the router (and the health checks) reach them.
+HOST = "127.0.0.1"
+# How often a shim that cannot be watched through a pidfd is checked for its exit.
+EXIT_POLL = 0.2
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def _alive(pid: int | None, start: int | None) -> bool:
-    """True when `pid` runs and is the process that started at `start` (not a reused PID)."""
-    return pid is not None and start is not None and proc_start_time(pid) == start
 
 
 @dataclass
@@ -66,7 +68,8 @@ class LocalProcess:
 
     @property
     def backend(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """Where the router sends its requests; "" without a port (nothing is routed to it)."""
+        return join_host_port(HOST, self.port) if self.port is not None else ""
 
     @property
     def log_path(self) -> Path:
@@ -155,17 +158,22 @@ class LocalProcess:
 
     async def _wait_state(self) -> dict[str, Any]:
         path = self.directory / "state.json"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SPAWN_TIMEOUT
-        while loop.time() < deadline:
+
+        def written() -> dict[str, Any] | None:
             with contextlib.suppress(OSError, ValueError):
                 return dict(json.loads(path.read_text()))
             if self._shim is not None and self._shim.poll() is not None:
                 raise RuntimeError(
                     f"the shim of {self.id} exited with code {self._shim.returncode}"
                 )
-            await asyncio.sleep(0.005)
-        raise RuntimeError(f"the shim of {self.id} did not start within {SPAWN_TIMEOUT:g}s")
+            return None
+
+        try:
+            return await wait_for(written, SPAWN_TIMEOUT, interval=0.005, what="state.json")
+        except WaitTimeout:
+            raise RuntimeError(
+                f"the shim of {self.id} did not start within {SPAWN_TIMEOUT:g}s"
+            ) from None
 
     @classmethod
     def adopt(cls, directory: Path) -> LocalProcess | None:
@@ -175,7 +183,7 @@ class LocalProcess:
             state = json.loads((directory / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        if state.get("status") == "exited" or not _alive(
+        if state.get("status") == "exited" or not same_process(
             state.get("shim_pid"), state.get("shim_start")
         ):
             return None
@@ -217,10 +225,11 @@ class LocalProcess:
         loop.add_reader(fd, on_exit)
 
     async def _poll_exit(self) -> None:
-        while _alive(self.shim_pid, self.shim_start) and (
-            self._shim is None or self._shim.poll() is None
-        ):
-            await asyncio.sleep(0.2)
+        def gone() -> bool:
+            running = same_process(self.shim_pid, self.shim_start)
+            return not running or (self._shim is not None and self._shim.poll() is not None)
+
+        await wait_for(gone, math.inf, interval=EXIT_POLL, what=f"the shim of {self.id}")
         self._finish()
 
     def _finish(self) -> None:
@@ -244,7 +253,7 @@ class LocalProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.shim_pid, sig)
             return
-        if _alive(self.pid, self.pid_start):
+        if same_process(self.pid, self.pid_start):
             assert self.pid is not None
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)

@@ -2,17 +2,20 @@
 
 Every process runs under a shim (shim.py) in `SHIPMATE_HOME/run/<app>/<process id>/`, so the
 rack can stop or crash while apps keep serving; `adopt` takes them back at the next start.
+This module owns the processes (start, stop, adoption, replacement after a crash); a
+rolling update is rolling.py's, the restart delays supervision.py's, one-offs' output
+oneoff.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,15 +32,14 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
-from shipmate.runtimes.local.health import ProcessExited, wait_healthy
+from shipmate.runtimes.local.oneoff import follow
 from shipmate.runtimes.local.process import LocalProcess, free_port
+from shipmate.runtimes.local.rolling import ServiceRollout
 from shipmate.runtimes.local.shim import DEFAULT_LOG_CAP
+from shipmate.runtimes.local.supervision import CrashBackoff
 
 # How long a stopping process may take to finish requests already routed to it.
 DRAIN_TIMEOUT = 30.0
-# Restart backoff after a crash: 1 s, 2 s, 4 s, ... up to this; reset after a quiet minute.
-MAX_BACKOFF = 30.0
-QUIET_RESET = 60.0
 # Exited processes whose output is kept for `logs`, per app.
 KEEP_EXITED = 50
 # A replacement (after a crash or `ps stop`) that is not healthy by then is given up on.
@@ -66,14 +68,14 @@ class LocalRuntime:
         self._desired: dict[str, DesiredState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._crashes: dict[tuple[str, str], tuple[int, float]] = {}
-        self._client = httpx.AsyncClient()
+        self._backoff = CrashBackoff()
+        self.client = httpx.AsyncClient()
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
 
-    def _spawn(self, work: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -81,7 +83,8 @@ class LocalRuntime:
     async def processes(self, app: str) -> list[ProcessInfo]:
         return [p.info() for p in self._processes.values() if p.app == app and p.alive]
 
-    def _live(self, app: str, service: str | None = None) -> list[LocalProcess]:
+    def live(self, app: str, service: str | None = None) -> list[LocalProcess]:
+        """Running processes of the app (of one service), one-offs and stopping ones left out."""
         return [
             p
             for p in self._processes.values()
@@ -135,124 +138,16 @@ class LocalRuntime:
                 task.cancel()
             await asyncio.gather(*rollouts, return_exceptions=True)
             raise
-        for process in self._live(desired.app):
+        for process in self.live(desired.app):
             if process.service not in wanted:
-                await self._begin_stop(process, 10.0, emit)
-
-    def _is_current(self, process: LocalProcess, desired: DesiredState) -> bool:
-        if process.release_id != desired.release_id:
-            return False
-        if desired.restart_before is None:
-            return True
-        if desired.restart_services and process.service not in desired.restart_services:
-            return True
-        return process.started_at >= desired.restart_before
+                await self.begin_stop(process, 10.0, emit)
 
     async def _roll(
         self, desired: DesiredState, spec: ServiceSpec, emit: EventSink, deadline: float
     ) -> None:
-        """A rolling update of one service, bounded by maximum and minimum."""
-        count = spec.count
-        if spec.port is not None:
-            await self.routes.declare(desired.app, spec.name)
-        live = self._live(desired.app, spec.name)
-        new = [p for p in live if self._is_current(p, desired)]
-        old = [p for p in live if not self._is_current(p, desired)]
-        if spec.port is None:
-            healthy = {p.id for p in new}
-        else:
-            routed = set(await self.routes.backends(desired.app, spec.name))
-            healthy = {p.id for p in new if p.backend in routed}
-            # Routes of processes that died while the rack was down: the router would skip
-            # them, but only after a refused connection each time.
-            for stale in routed - {p.backend for p in live}:
-                await self.routes.remove_backend(desired.app, spec.name, stale)
-        pending: dict[asyncio.Future[None], LocalProcess] = {}
-        for p in new:
-            if p.id not in healthy:
-                pending[self._watch(p, spec, emit)] = p
-        while len(new) > count:  # scaling down within the same release
-            extra = new.pop()
-            healthy.discard(extra.id)
-            for future, process in list(pending.items()):
-                if process is extra:
-                    future.cancel()
-                    del pending[future]
-            await self._begin_stop(extra, spec.termination_grace, emit)
-        if len(new) == count and not old and not pending and count:
-            return
-        try:
-            await self._converge(desired, spec, emit, deadline, new, old, healthy, pending)
-        finally:
-            for future in pending:
-                future.cancel()
+        await ServiceRollout(self, desired, spec, emit, deadline).run()
 
-    async def _converge(
-        self,
-        desired: DesiredState,
-        spec: ServiceSpec,
-        emit: EventSink,
-        deadline: float,
-        new: list[LocalProcess],
-        old: list[LocalProcess],
-        healthy: set[str],
-        pending: dict[asyncio.Future[None], LocalProcess],
-    ) -> None:
-        count = spec.count
-        surge = max(0, math.floor(count * spec.maximum / 100) - count)
-        min_healthy = math.ceil(count * spec.minimum / 100)
-        if surge == 0 and min_healthy >= count:
-            surge = 1  # otherwise no step would be allowed
-        while True:
-            starting = min(count - len(new), count + surge - len(new) - len(old))
-            if starting > 0:
-                emit(spec.name, f"Scaled up release {desired.release_id} to {len(new) + starting}")
-                for process in await asyncio.gather(
-                    *(self._start(desired, spec, emit) for _ in range(starting))
-                ):
-                    new.append(process)
-                    pending[self._watch(process, spec, emit)] = process
-            removable = len(healthy) + len(old) - min_healthy
-            stopping = []
-            while old and (removable > 0 or count == 0):
-                stopping.append(old.pop(0))
-                removable -= 1
-            if stopping:
-                await asyncio.gather(
-                    *(self._begin_stop(p, spec.termination_grace, emit) for p in stopping)
-                )
-            if not pending and not old:
-                return
-            if not pending:
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RolloutFailed("deadline", _deadline_reason(pending.values(), desired))
-            done, _ = await asyncio.wait(
-                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            for future in done:
-                process = pending.pop(future)
-                exc = future.exception()
-                if isinstance(exc, ProcessExited):
-                    raise RolloutFailed(
-                        "error",
-                        f"process {process.id} exited with code {process.exit_code} "
-                        "before it became healthy",
-                    )
-                if exc is not None:
-                    raise exc
-                healthy.add(process.id)
-                if spec.port is not None:
-                    await self.routes.add_backend(desired.app, spec.name, process.backend)
-                emit(process.id, "Healthy")
-
-    def _watch(
-        self, process: LocalProcess, spec: ServiceSpec, emit: EventSink
-    ) -> asyncio.Future[None]:
-        return asyncio.ensure_future(wait_healthy(process, spec.health, self._client, emit))
-
-    async def _start(
+    async def start(
         self,
         desired: DesiredState,
         spec: ServiceSpec,
@@ -260,6 +155,7 @@ class LocalRuntime:
         command: str | None = None,
         oneoff: bool = False,
     ) -> LocalProcess:
+        """A new process of `spec` (or a one-off running `command`), running under its shim."""
         process_id = new_process_id(spec.name, desired.release_id)
         while process_id in self._processes or (self.run_dir / desired.app / process_id).exists():
             process_id = new_process_id(spec.name, desired.release_id)
@@ -316,17 +212,11 @@ class LocalRuntime:
         desired = self._desired.get(process.app)
         if desired is None or desired.release_id != process.release_id:
             return  # not part of what the app runs (a rollout handles its own failures)
-        key = (process.app, process.service)
-        attempts, last = self._crashes.get(key, (0, 0.0))
-        now = time.monotonic()
-        if now - last > QUIET_RESET:
-            attempts = 0
-        delay = min(MAX_BACKOFF, 2.0**attempts)
-        self._crashes[key] = (attempts + 1, now)
+        delay, crashes = self._backoff.crashed(process.app, process.service)
         self.events(
             process.app,
             process.service,
-            f"Restarting {process.id} in {delay:g}s (crash {attempts + 1} in a row)",
+            f"Restarting {process.id} in {delay:g}s (crash {crashes} in a row)",
         )
         await asyncio.sleep(delay)
         await self._replenish(process.app, process.service)
@@ -353,25 +243,19 @@ class LocalRuntime:
                 REPLACE_DEADLINE,
             )
             try:
-                await self._apply_service(replacement, spec, emit)
+                await self._roll(replacement, spec, emit, time.monotonic() + REPLACE_DEADLINE)
             except RolloutFailed as failure:
                 emit(service, f"Could not replace a process: {failure.reason}")
 
-    async def _apply_service(
-        self, desired: DesiredState, spec: ServiceSpec, emit: EventSink
-    ) -> None:
-        await self._roll(desired, spec, emit, time.monotonic() + desired.deadline)
-
-    async def _begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
-        # Out of the router at once; SIGTERM only once requests in flight have finished.
+    async def begin_stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
+        """Out of the router at once; SIGTERM in the background, once requests in flight have
+        finished (SIGKILL after `grace`)."""
         process.status = "stopping"
         process.expected_exit = True
         if process.port is not None:
             await self.routes.remove_backend(process.app, process.service, process.backend)
         emit(process.id, "Stopping")
-        task = asyncio.ensure_future(self._stop(process, grace, emit))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._stop(process, grace, emit))
 
     async def _stop(self, process: LocalProcess, grace: float, emit: EventSink) -> None:
         if process.port is not None:
@@ -387,7 +271,7 @@ class LocalRuntime:
         spec = None
         if desired is not None:
             spec = next((s for s in desired.services if s.name == process.service), None)
-        await self._begin_stop(process, spec.termination_grace if spec else 10.0, emit)
+        await self.begin_stop(process, spec.termination_grace if spec else 10.0, emit)
         if not process.oneoff:
             self._spawn(self._replenish(app, process.service))
 
@@ -398,19 +282,10 @@ class LocalRuntime:
         if spec is None:
             known = ", ".join(s.name for s in desired.services)
             raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
-        process = await self._start(desired, spec, _silent, command=command, oneoff=True)
-        offset = 0
+        process = await self.start(desired, spec, _silent, command=command, oneoff=True)
         try:
-            while True:
-                finished = not process.alive
-                lines, offset = _read_new(process.log_path, offset)
-                for line in lines:
-                    yield "line", line.split(" ", 1)[1] if " " in line else ""
-                if finished:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.exited.wait(), timeout=0.1)
-            yield "exit", process.exit_code if process.exit_code is not None else 1
+            async for item in follow(process):
+                yield item
         finally:
             if process.alive:
                 await process.stop(spec.termination_grace)
@@ -421,7 +296,7 @@ class LocalRuntime:
             self._desired.pop(app, None)
             await self.routes.remove_app(app)
             for process in [p for p in self._processes.values() if p.app == app and p.alive]:
-                await self._begin_stop(process, 10.0, emit)
+                await self.begin_stop(process, 10.0, emit)
             await self.wait_stopped()
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
 
@@ -435,28 +310,8 @@ class LocalRuntime:
             task.cancel()
         await asyncio.gather(*list(self._background), return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._client.aclose()
+            await self.client.aclose()
 
 
 def _silent(obj: str, message: str) -> None:
     return None
-
-
-def _read_new(path: Path, offset: int) -> tuple[list[str], int]:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except OSError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    text = data[:end].decode("utf-8", "replace")
-    return text.splitlines(), offset + end
-
-
-def _deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:
-    parts = []
-    for process in sorted(waiting, key=lambda p: p.id):
-        last = f" (last check: {process.health_problem})" if process.health_problem else ""
-        parts.append(f"{process.id}{last}")
-    return f"deadline exceeded: {', '.join(parts)} not healthy within {desired.deadline:g}s"

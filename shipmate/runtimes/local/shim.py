@@ -28,6 +28,8 @@ DEFAULT_LOG_CAP = 10 * 1024 * 1024
 USAGE = "usage: shim.py --dir DIR [--grace SECONDS] [--log-cap BYTES] -- COMMAND..."
 
 
+# A copy of shipmate.common.pids.proc_start_time: the shim runs as `python -I -S` from its
+# own file and can import nothing of shipmate's (nor anything outside the standard library).
 def proc_start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot): a PID plus this is unique."""
     try:
