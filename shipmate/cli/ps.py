@@ -6,6 +6,7 @@ import click
 
 from shipmate.cli.common import app_name, app_option, client, json_option
 from shipmate.cli.output import done, print_json, progress, relative, table
+from shipmate.domain.errors import InvalidInput
 
 
 @click.group("ps", invoke_without_command=True)
@@ -39,6 +40,8 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
 @app_option
 def ps_stop(process_id: str, app: str | None) -> None:
     """Stop a process; the rack starts a replacement."""
+    if not process_id.strip() or "/" in process_id:
+        raise InvalidInput(f"invalid process id {process_id!r}: see `shipmate ps`")
     progress(f"Stopping {process_id}...")
     client().delete(f"/apps/{app_name(app)}/processes/{process_id}")
     done()
