@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipmate.common.pids import pid_alive
+from shipmate.common.pids import pid_alive, same_process
 from shipmate.common.waiting import WaitTimeout, poll_until
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
@@ -133,6 +133,39 @@ def router_pid(settings: Settings) -> int | None:
 
     info = remote.running(Paths(settings.home))
     return None if info is None else info.pid
+
+
+@dataclass(frozen=True)
+class Remains:
+    """What serves under a home whose rack (API) is down: the router and the app processes."""
+
+    router_pid: int | None
+    router_url: str | None
+    processes: dict[str, int]  # running processes of each app
+
+
+def remains(settings: Settings) -> Remains:
+    from shipmate.router import remote
+    from shipmate.router.daemon import Paths
+
+    info = remote.running(Paths(settings.home))
+    counts: dict[str, int] = {}
+    # The local runtime's shims keep run/<app>/<process>/state.json; a live shim is a
+    # running process (its PID and start time tell it from a reused PID).
+    for state_file in sorted((settings.home / "run").glob("*/*/state.json")):
+        try:
+            state = json.loads(state_file.read_text())
+            alive = state.get("status") != "exited" and same_process(
+                state.get("shim_pid"), state.get("shim_start")
+            )
+        except (OSError, ValueError, AttributeError):
+            continue
+        if alive:
+            app = state_file.parent.parent.name
+            counts[app] = counts.get(app, 0) + 1
+    return Remains(
+        info.pid if info else None, info.url if info else None, dict(sorted(counts.items()))
+    )
 
 
 def stop_router(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterable, Callable
 from datetime import timedelta
 from typing import Annotated
@@ -32,7 +33,8 @@ from shipmate.api.schemas import (
     StartedOut,
 )
 from shipmate.common.addresses import split_host_port
-from shipmate.domain.humanize import utcnow
+from shipmate.domain.errors import InvalidInput
+from shipmate.domain.humanize import rfc3339, utcnow
 from shipmate.domain.ids import validate_app_name
 from shipmate.services import apps, builds, environment, processes, promotions, releases
 from shipmate.services import logs as app_logs
@@ -116,6 +118,31 @@ async def app_info(app: AppDep, ctx: Ctx) -> AppOut:
 async def delete_app(app: AppDep, ctx: Ctx) -> Response:
     await apps.delete_app(ctx, app.name)
     return Response(status_code=204)
+
+
+# A name or id left empty in a path (`/apps/x/releases//rollback`) matches no route above:
+# say which one is missing instead of a bare "Not Found".
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_ID_OF = {
+    "builds": "build id",
+    "releases": "release id",
+    "promotions": "promotion id",
+    "processes": "process id",
+}
+
+
+@router.api_route("/apps//{rest:path}", methods=_ANY_METHOD, include_in_schema=False)
+async def empty_app_name(rest: str) -> Response:
+    raise InvalidInput("an app name is required: the path /apps//... has none")
+
+
+@router.api_route(
+    "/apps/{app}/{collection}//{rest:path}", methods=_ANY_METHOD, include_in_schema=False
+)
+async def empty_id(app: str, collection: str, rest: str) -> Response:
+    validate_app_name(app)
+    what = _ID_OF.get(collection, "name or id")
+    raise InvalidInput(f"a {what} is required: the path /apps/{app}/{collection}//{rest} has none")
 
 
 # builds
@@ -346,10 +373,41 @@ async def logs(
     follow: bool = True,
     service: str | None = None,
     filter: Annotated[str | None, Query(description="only lines containing this")] = None,
+    tail: Annotated[
+        int | None, Query(ge=1, le=100_000, description="only the last N lines of `since`")
+    ] = None,
 ) -> AsyncIterable[ServerSentEvent]:
     """Process output and platform events of the app, oldest first, then as they happen."""
     start = utcnow() - timedelta(seconds=since) if since is not None else None
+    skip = 0
+    if tail is not None:
+        # What is there now, of which the last `tail` lines; a follow then starts from the
+        # same `start` and passes over the lines already seen (they come first, in order).
+        seen: deque[app_logs.LogLine] = deque(maxlen=tail)
+        async for line in app_logs.stream(
+            ctx, app.name, start, False, service, filter, request.is_disconnected
+        ):
+            seen.append(line)
+            skip += 1
+        for line in seen:
+            yield _log_event(line)
+        if not follow:
+            return
     async for line in app_logs.stream(
         ctx, app.name, start, follow, service, filter, request.is_disconnected
     ):
-        yield ServerSentEvent(data={"line": line.line}, event="log")
+        if skip:
+            skip -= 1
+            continue
+        yield _log_event(line)
+
+
+def _log_event(line: app_logs.LogLine) -> ServerSentEvent:
+    # `line` as printed; its parts for `logs --json`.
+    data = {
+        "line": line.line,
+        "time": rfc3339(line.time),
+        "source": line.source,
+        "message": line.message,
+    }
+    return ServerSentEvent(data=data, event="log")

@@ -6,7 +6,8 @@ import click
 
 from shipmate.cli.client import CliError
 from shipmate.cli.common import app_name, app_option, client, json_option
-from shipmate.cli.output import keyvalues, print_json, table
+from shipmate.cli.output import done, keyvalues, print_json, progress, table
+from shipmate.domain.ids import validate_app_name
 
 
 @click.group("apps", invoke_without_command=True)
@@ -30,10 +31,10 @@ def apps(ctx: click.Context, as_json: bool) -> None:
 @app_option
 def create(name: str | None, app: str | None) -> None:
     """Create an app."""
-    name = name or app_name(app)
-    click.echo(f"Creating {name}...", nl=False)
+    name = app_name(app) if name is None else validate_app_name(name)
+    progress(f"Creating {name}...")
     client().post("/apps", json={"name": name})
-    click.echo(" OK")
+    done()
 
 
 @apps.command("info")
@@ -76,9 +77,10 @@ def cancel(app: str | None) -> None:
 @click.argument("name")
 def delete(name: str) -> None:
     """Delete an app: stop its processes and remove its builds, releases and events."""
-    click.echo(f"Deleting {name}...", nl=False)
+    validate_app_name(name)
+    progress(f"Deleting {name}...")
     client().delete(f"/apps/{name}")
-    click.echo(" OK")
+    done()
 
 
 def register(cli: click.Group) -> None:

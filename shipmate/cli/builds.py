@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,26 @@ from shipmate.cli.client import Client, CliError
 from shipmate.cli.common import (
     app_name,
     app_option,
+    build_id_arg,
     client,
     json_option,
+    no_wait_option,
     promote,
     wait_for_lock_option,
     wait_option,
 )
-from shipmate.cli.output import elapsed, keyvalues, print_json, relative, table
+from shipmate.cli.output import (
+    done,
+    elapsed,
+    keyvalues,
+    parse_time,
+    print_json,
+    progress,
+    relative,
+    table,
+)
 from shipmate.cli.pack import create_tarball, git_description
+from shipmate.domain.humanize import rfc3339
 
 
 def _human_size(n: int) -> str:
@@ -37,18 +50,18 @@ def run_build(api: Client, app: str, directory: Path, description: str | None) -
         raise CliError(f"{directory} is not a directory: give the app's source directory")
     description = description or git_description(directory) or ""
     with tempfile.TemporaryFile() as archive:
-        click.echo("Packaging source...", nl=False)
+        progress("Packaging source...")
         size = create_tarball(directory, archive)
-        click.echo(f" OK ({_human_size(size)})")
+        done(f" OK ({_human_size(size)})")
         archive.seek(0)
-        click.echo("Uploading source...", nl=False)
+        progress("Uploading source...")
         build: dict[str, Any] = api.post(
             f"/apps/{app}/builds",
             params={"description": description},
             content=archive,
             headers={"Content-Type": "application/gzip"},
         )
-        click.echo(" OK")
+        done()
     click.echo(f"Starting build {build['id']}...")
     for kind, data in api.stream(f"/apps/{app}/builds/{build['id']}/logs"):
         if kind == "line":
@@ -77,18 +90,20 @@ def build_cmd(directory: Path, app: str | None, description: str | None) -> None
 @click.option("-d", "--description", default=None, help="Description of the build.")
 @wait_option
 @wait_for_lock_option
+@no_wait_option
 def deploy(
     directory: Path,
     app: str | None,
     description: str | None,
     wait: float | None,
     wait_for_lock: bool,
+    no_wait: bool,
 ) -> None:
     """Build DIR (default .) and promote the new release."""
-    api = client()
     name = app_name(app)
+    api = client()
     build = run_build(api, name, directory, description)
-    promote(api, name, build["release"], wait, wait_for_lock)
+    promote(api, name, build["release"], wait, wait_for_lock, no_wait)
 
 
 @click.group("builds", invoke_without_command=True)
@@ -126,7 +141,7 @@ def builds(ctx: click.Context, app: str | None, as_json: bool, limit: int) -> No
 @json_option
 def info(build_id: str, app: str | None, as_json: bool) -> None:
     """Show a build."""
-    b = client().get(f"/apps/{app_name(app)}/builds/{build_id}")
+    b = client().get(f"/apps/{app_name(app)}/builds/{build_id_arg(build_id)}")
     if as_json:
         print_json(b)
         return
@@ -135,7 +150,7 @@ def info(build_id: str, app: str | None, as_json: bool) -> None:
         ("Status", b["status"]),
         ("Release", b["release"] or ""),
         ("Description", b["description"]),
-        ("Started", b["started"] or ""),
+        ("Started", rfc3339(parse_time(b["started"])) if b["started"] else ""),
         ("Elapsed", elapsed(b["started"], b["ended"])),
     ]
     if b["error"]:
@@ -146,11 +161,13 @@ def info(build_id: str, app: str | None, as_json: bool) -> None:
 @builds.command("logs")
 @click.argument("build_id")
 @app_option
-def logs(build_id: str, app: str | None) -> None:
-    """Print a build's log (following it while the build runs)."""
-    for kind, data in client().stream(f"/apps/{app_name(app)}/builds/{build_id}/logs"):
+@json_option
+def logs(build_id: str, app: str | None, as_json: bool) -> None:
+    """Print a build's log (following it while the build runs); --json: JSON lines."""
+    path = f"/apps/{app_name(app)}/builds/{build_id_arg(build_id)}/logs"
+    for kind, data in client().stream(path):
         if kind == "line":
-            click.echo(data)
+            click.echo(json.dumps({"line": data}) if as_json else data)
 
 
 def register(cli: click.Group) -> None:

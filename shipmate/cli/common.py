@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +11,9 @@ import click
 import httpx
 
 from shipmate.cli.client import Client, CliError
-from shipmate.domain.errors import ErrorCode
+from shipmate.cli.output import end_progress
+from shipmate.domain.errors import ErrorCode, InvalidInput
+from shipmate.domain.ids import is_build_id, is_release_id, validate_app_name
 from shipmate.domain.promotion import Promotion, State, failure_message
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,22 +52,77 @@ def wait_for_lock_option(f: F) -> F:
     )(f)
 
 
+def no_wait_option(f: F) -> F:
+    return click.option(
+        "--no-wait",
+        is_flag=True,
+        help="Return once the promotion is recorded; `shipmate logs -f` follows it.",
+    )(f)
+
+
 def app_name(app: str | None) -> str:
-    return app or Path.cwd().name
+    """The app named by -a, else the current directory's name; refused before any request
+    when it cannot be an app name (`../x` would otherwise reach another API path)."""
+    return validate_app_name(Path.cwd().name if app is None else app)
+
+
+def release_id_arg(release_id: str) -> str:
+    """A release id as typed, checked before it goes into a request path."""
+    if not release_id.strip():
+        raise InvalidInput("a release id is required: see `shipmate releases`")
+    if not is_release_id(release_id):
+        raise InvalidInput(
+            f"invalid release id {release_id!r}: a release id is R and 9 capital letters, "
+            "see `shipmate releases`"
+        )
+    return release_id
+
+
+def build_id_arg(build_id: str) -> str:
+    if not build_id.strip():
+        raise InvalidInput("a build id is required: see `shipmate builds`")
+    if not is_build_id(build_id):
+        raise InvalidInput(
+            f"invalid build id {build_id!r}: a build id is B and 9 capital letters, "
+            "see `shipmate builds`"
+        )
+    return build_id
 
 
 def client() -> Client:
     return Client.from_env()
 
 
-def follow_promotion(api: Client, app: str, promotion_id: str) -> dict[str, Any]:
-    """Print the promotion's events as they happen; raise unless it succeeded."""
+def follow_promotion(
+    api: Client,
+    app: str,
+    promotion_id: str,
+    release_id: str | None = None,
+    intro: str | None = None,
+) -> dict[str, Any]:
+    """Print `intro`, then the promotion's events as they happen; raise unless it succeeded.
+
+    Ctrl-C stops the printing only: the promotion goes on in the rack, and the user is told
+    how to follow or cancel it (exit 130, as a shell reports an interrupted command).
+    """
     final: dict[str, Any] | None = None
-    for kind, data in api.stream(f"/apps/{app}/promotions/{promotion_id}/events"):
-        if kind == "event":
-            click.echo(data["line"])
-        elif kind == "done":
-            final = data
+    try:
+        if intro:
+            click.echo(intro)
+        for kind, data in api.stream(f"/apps/{app}/promotions/{promotion_id}/events"):
+            if kind == "event":
+                click.echo(data["line"])
+            elif kind == "done":
+                final = data
+    except KeyboardInterrupt:
+        end_progress()
+        what = f"the promotion of {release_id}" if release_id else f"promotion {promotion_id}"
+        click.echo(
+            f"Interrupted: {what} goes on in the rack; follow it with "
+            f"`shipmate logs -a {app} -f`, cancel it with `shipmate apps cancel -a {app}`",
+            err=True,
+        )
+        sys.exit(130)
     if final is None:
         raise CliError(
             f"the event stream of promotion {promotion_id} ended early; "
@@ -105,12 +163,33 @@ def start_promotion(
     return started
 
 
+def started_only(app: str, started: dict[str, Any]) -> None:
+    """What --no-wait prints: the promotion is recorded, and where to see it go on."""
+    release = started["release"]["id"]
+    click.echo(
+        f"Promotion {started['promotion']['id']} of {release} started: follow it with "
+        f"`shipmate logs -a {app} -f`; `shipmate releases info {release} -a {app}` shows "
+        "how it ended"
+    )
+
+
 def promote(
-    api: Client, app: str, release_id: str, wait: float | None, wait_for_lock: bool = False
+    api: Client,
+    app: str,
+    release_id: str,
+    wait: float | None,
+    wait_for_lock: bool = False,
+    no_wait: bool = False,
 ) -> None:
-    click.echo(f"Promoting {release_id}...")
+    # The request first: a refusal (another app's release, a busy app) comes before any
+    # `Promoting ...` line.
     started = start_promotion(
         api, f"/apps/{app}/releases/{release_id}/promote", wait, wait_for_lock
     )
-    follow_promotion(api, app, started["promotion"]["id"])
+    if no_wait:
+        started_only(app, started)
+        return
+    follow_promotion(
+        api, app, started["promotion"]["id"], release_id, intro=f"Promoting {release_id}..."
+    )
     click.echo("OK")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
 import click
 
 from shipmate.cli.client import CliError
@@ -10,12 +14,16 @@ from shipmate.cli.common import (
     app_option,
     client,
     json_option,
+    no_wait_option,
     promote,
     wait_for_lock_option,
     wait_option,
 )
-from shipmate.cli.output import print_json
+from shipmate.cli.output import done, print_json, progress
 from shipmate.domain.envs import format_env, parse_assignments, validate_keys
+from shipmate.domain.errors import InvalidInput
+
+_QUOTES = ('"', "'")
 
 
 @click.group("env", invoke_without_command=True)
@@ -37,12 +45,48 @@ def env(ctx: click.Context, app: str | None, as_json: bool) -> None:
 @env.command("get")
 @click.argument("key")
 @app_option
-def get(key: str, app: str | None) -> None:
+@json_option
+def get(key: str, app: str | None, as_json: bool) -> None:
     """Print one variable."""
     values = client().get(f"/apps/{app_name(app)}/environment")["env"]
     if key not in values:
         raise CliError(f"no such variable: {key}")
+    if as_json:
+        print_json({key: values[key]})
+        return
     click.echo(values[key])
+
+
+def read_env_lines(text: str, where: str) -> list[str]:
+    """`KEY=value` assignments of a .env file: blank lines and `#` comments skipped,
+    `export KEY=value` accepted, one pair of quotes around a value removed, spaces around
+    an unquoted value dropped (as dotenv and Heroku read them)."""
+    found: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]:
+            value = value[1:-1]
+        assignment = f"{key.rstrip()}{sep}{value}"
+        try:
+            parse_assignments([assignment])
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}, line {number}: {exc}") from None
+        found.append(assignment)
+    return found
+
+
+def _quoted(value: str) -> str:
+    """`value` as read_env_lines gives it back unchanged."""
+    bare = value == value.strip() and not (
+        len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]
+    )
+    return value if bare else f'"{value}"'
 
 
 def _change(
@@ -53,41 +97,66 @@ def _change(
     go: bool,
     wait: float | None,
     wait_for_lock: bool = False,
+    no_wait: bool = False,
 ) -> None:
     name = app_name(app)
     api = client()
     result = api.post(
         f"/apps/{name}/environment", json={"set": set_, "unset": unset, "replace": replace}
     )
-    click.echo(" OK")
+    done()
     release = result["release"]
     if release is None:
         click.echo("No change: the environment already has these values; no release created")
         return
     click.echo(f"Release: {release['id']}")
     if go:
-        promote(api, name, release["id"], wait, wait_for_lock)
+        promote(api, name, release["id"], wait, wait_for_lock, no_wait)
 
 
 @env.command("set")
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=value...")
+@click.argument("assignments", nargs=-1, metavar="KEY=value... | -")
 @app_option
+@click.option(
+    "--file",
+    "env_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read KEY=value lines from FILE (a .env file).",
+)
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
 @click.option("--replace", is_flag=True, help="Replace the whole environment with these.")
 @wait_option
 @wait_for_lock_option
+@no_wait_option
 def set_(
     assignments: tuple[str, ...],
     app: str | None,
+    env_file: Path | None,
     go: bool,
     replace: bool,
     wait: float | None,
     wait_for_lock: bool,
+    no_wait: bool,
 ) -> None:
-    """Set variables: creates a release (promoted with --promote)."""
-    keys = sorted(parse_assignments(assignments))  # refuse bad input before printing
-    click.echo(f"Setting {', '.join(keys)}...", nl=False)
-    _change(app, list(assignments), [], replace, go, wait, wait_for_lock)
+    """Set variables: creates a release (promoted with --promote).
+
+    `-` reads KEY=value lines from stdin (`shipmate env set - < .env`), as --file does from a
+    file: blank lines and # comments are skipped, `export KEY=value` is accepted.
+    """
+    given: list[str] = []
+    if env_file is not None:
+        given += read_env_lines(env_file.read_text(), str(env_file))
+    for item in assignments:
+        given += read_env_lines(sys.stdin.read(), "stdin") if item == "-" else [item]
+    if not given:
+        raise CliError(
+            "nothing to set: give KEY=value assignments, `-` to read them from stdin, "
+            "or --file FILE"
+        )
+    keys = sorted(parse_assignments(given))  # refuse bad input before printing
+    progress(f"Setting {', '.join(keys)}...")
+    _change(app, given, [], replace, go, wait, wait_for_lock, no_wait)
 
 
 @env.command("unset")
@@ -96,13 +165,60 @@ def set_(
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
 @wait_option
 @wait_for_lock_option
+@no_wait_option
 def unset(
-    keys: tuple[str, ...], app: str | None, go: bool, wait: float | None, wait_for_lock: bool
+    keys: tuple[str, ...],
+    app: str | None,
+    go: bool,
+    wait: float | None,
+    wait_for_lock: bool,
+    no_wait: bool,
 ) -> None:
     """Remove variables: creates a release (promoted with --promote)."""
     names = validate_keys(keys)
-    click.echo(f"Unsetting {', '.join(names)}...", nl=False)
-    _change(app, [], names, False, go, wait, wait_for_lock)
+    progress(f"Unsetting {', '.join(names)}...")
+    _change(app, [], names, False, go, wait, wait_for_lock, no_wait)
+
+
+_EDIT_HEADER = (
+    "# The environment of {app}'s latest release: one KEY=value a line. Saving makes one\n"
+    "# release with the change; quitting without saving, or with no change, makes none.\n"
+)
+
+
+@env.command("edit")
+@app_option
+@click.option("--promote", "go", is_flag=True, help="Promote the new release.")
+@wait_option
+@wait_for_lock_option
+@no_wait_option
+def edit(app: str | None, go: bool, wait: float | None, wait_for_lock: bool, no_wait: bool) -> None:
+    """Edit the environment in $VISUAL or $EDITOR: one release from the edit."""
+    name = app_name(app)
+    current: Mapping[str, str] = client().get(f"/apps/{name}/environment")["env"]
+    multiline = sorted(k for k, v in current.items() if "\n" in v)
+    if multiline:
+        raise CliError(
+            f"env edit cannot show multi-line values ({', '.join(multiline)}): "
+            "use `shipmate env set`"
+        )
+    text = _EDIT_HEADER.format(app=name) + "".join(
+        f"{key}={_quoted(current[key])}\n" for key in sorted(current)
+    )
+    # An editor that fails raises ClickException (one ERROR line, nothing changed).
+    edited = click.edit(text, extension=".env", require_save=True)
+    if edited is None:
+        click.echo("No change: the environment was not saved; no release created")
+        return
+    wanted = parse_assignments(read_env_lines(edited, "the edited environment"))
+    set_ = [f"{k}={v}" for k, v in sorted(wanted.items()) if current.get(k) != v]
+    unset = sorted(k for k in current if k not in wanted)
+    if not set_ and not unset:
+        click.echo("No change: the environment already has these values; no release created")
+        return
+    changed = sorted({s.partition("=")[0] for s in set_} | set(unset))
+    progress(f"Changing {', '.join(changed)}...")
+    _change(name, set_, unset, False, go, wait, wait_for_lock, no_wait)
 
 
 def register(cli: click.Group) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -60,9 +61,40 @@ def elapsed(start: str | None, end: str | None) -> str:
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
+# True while a progress line (`Creating myapp...`) waits for its ` OK`.
+_line_open = False
+
+
+def progress(message: str) -> None:
+    """The start of a progress line, finished by `done` (or cut short by `error`)."""
+    global _line_open
+    click.echo(message, nl=False)
+    _line_open = True
+
+
+def done(message: str = " OK") -> None:
+    global _line_open
+    click.echo(message)
+    _line_open = False
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def end_progress() -> None:
+    """End an open progress line, so that what follows starts on a line of its own."""
+    global _line_open
+    if _line_open:
+        _line_open = False
+        # Only a terminal shows stdout and stderr on one line; a pipe keeps stdout as it was.
+        if stdout_is_terminal():
+            click.echo()
+
 
 def error(message: str) -> None:
     """`ERROR: <message>` on stderr, one line; in red on a terminal (rich knows when)."""
+    end_progress()
     text = Text("ERROR:", style="bold red")
     text.append(f" {message}")
     _stderr.print(text)

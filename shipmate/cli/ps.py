@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from shipmate.cli.common import app_name, app_option, client, json_option
-from shipmate.cli.output import print_json, relative, table
+from shipmate.cli.output import done, print_json, progress, relative, table
+from shipmate.domain.errors import InvalidInput
 
 
 @click.group("ps", invoke_without_command=True)
@@ -16,7 +17,12 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
     """List the app's processes; `ps stop ID` stops one (it is replaced)."""
     if ctx.invoked_subcommand is not None:
         return
-    found = client().get(f"/apps/{app_name(app)}/processes")
+    # Newest first, as every listing (SPEC.md); ids break ties so the order is stable.
+    found = sorted(
+        client().get(f"/apps/{app_name(app)}/processes"),
+        key=lambda p: (p["started"] or "", p["id"]),
+        reverse=True,
+    )
     if as_json:
         print_json(found)
         return
@@ -34,9 +40,11 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
 @app_option
 def ps_stop(process_id: str, app: str | None) -> None:
     """Stop a process; the rack starts a replacement."""
-    click.echo(f"Stopping {process_id}...", nl=False)
+    if not process_id.strip() or "/" in process_id:
+        raise InvalidInput(f"invalid process id {process_id!r}: see `shipmate ps`")
+    progress(f"Stopping {process_id}...")
     client().delete(f"/apps/{app_name(app)}/processes/{process_id}")
-    click.echo(" OK")
+    done()
 
 
 def register(cli: click.Group) -> None:

@@ -9,18 +9,26 @@ import click
 
 from shipmate import lifecycle
 from shipmate.cli.client import CliError
-from shipmate.cli.common import client
-from shipmate.cli.output import keyvalues
+from shipmate.cli.common import client, json_option
+from shipmate.cli.output import done, keyvalues, print_json, progress
 from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings, check_api_binding
 
 
 @click.group("rack", invoke_without_command=True)
+@json_option
 @click.pass_context
-def rack(ctx: click.Context) -> None:
+def rack(ctx: click.Context, as_json: bool) -> None:
     """Show the rack; `rack start` and `rack stop` run and stop it."""
     if ctx.invoked_subcommand is not None:
         return
+    settings = Settings.from_env()
+    if not os.environ.get("SHIPMATE_RACK") and lifecycle.running_pid(settings) is None:
+        _stopped(settings, as_json)
+        return
     info = client().get("/rack")
+    if as_json:
+        print_json(info)
+        return
     keyvalues(
         [
             ("Name", info["name"]),
@@ -28,6 +36,41 @@ def rack(ctx: click.Context) -> None:
             ("Router", info["router"]),
             ("Status", info["status"]),
             ("Version", info["version"]),
+        ]
+    )
+
+
+def _stopped(settings: Settings, as_json: bool) -> None:
+    """A local rack whose API is down: what still serves without it."""
+    remains = lifecycle.remains(settings)
+    if as_json:
+        print_json(
+            {
+                "name": settings.home.name or "shipmate",
+                "status": "stopped",
+                "router": remains.router_url,
+                "router_pid": remains.router_pid,
+                "processes": remains.processes,
+            }
+        )
+        return
+    router = (
+        f"{remains.router_url} (pid {remains.router_pid}, still serving)"
+        if remains.router_pid is not None
+        else "not running"
+    )
+    processes = (
+        ", ".join(f"{app}: {n}" for app, n in remains.processes.items())
+        if remains.processes
+        else "none running"
+    )
+    keyvalues(
+        [
+            ("Name", settings.home.name or "shipmate"),
+            ("Status", "stopped"),
+            ("Router", router),
+            ("Processes", processes),
+            ("Start", "shipmate rack start --detach"),
         ]
     )
 
@@ -80,20 +123,20 @@ def stop(everything: bool) -> None:
     if pid is None and not everything:
         raise CliError(f"no rack is running under {settings.home}")
     if pid is not None:
-        click.echo(f"Stopping rack (pid {pid})...", nl=False)
+        progress(f"Stopping rack (pid {pid})...")
         lifecycle.stop_rack(pid)
-        click.echo(" OK")
+        done()
     if not everything:
         return
     # Apps before the router, so no request reaches a router that has nowhere to send it.
-    click.echo("Stopping app processes...", nl=False)
+    progress("Stopping app processes...")
     count = lifecycle.stop_apps(settings)
-    click.echo(f" OK ({count})")
+    done(f" OK ({count})")
     router = lifecycle.router_pid(settings)
     if router is not None:
-        click.echo(f"Stopping router (pid {router})...", nl=False)
+        progress(f"Stopping router (pid {router})...")
         lifecycle.stop_router(settings)
-        click.echo(" OK")
+        done()
 
 
 @rack.command("migrate")
@@ -120,13 +163,12 @@ def migrate(target: str | None) -> None:
             )
             return
         verb = "Downgrading" if change.downgrade else "Migrating"
-        click.echo(
+        progress(
             f"{verb} the state store {change.where} from {change.before or 'empty'} "
-            f"to {change.after}...",
-            nl=False,
+            f"to {change.after}..."
         )
         store.apply(change)
-        click.echo(" OK")
+        done()
 
 
 def register(cli: click.Group) -> None:

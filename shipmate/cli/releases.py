@@ -12,8 +12,11 @@ from shipmate.cli.common import (
     client,
     follow_promotion,
     json_option,
+    no_wait_option,
     promote,
+    release_id_arg,
     start_promotion,
+    started_only,
     wait_for_lock_option,
     wait_option,
 )
@@ -56,7 +59,7 @@ def releases(ctx: click.Context, app: str | None, as_json: bool, limit: int) -> 
 @json_option
 def info(release_id: str, app: str | None, as_json: bool) -> None:
     """Show a release: build, environment, origin and promotions."""
-    r = client().get(f"/apps/{app_name(app)}/releases/{release_id}")
+    r = client().get(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}")
     if as_json:
         print_json(r)
         return
@@ -93,9 +96,16 @@ def _outcome(promotion: dict[str, Any]) -> str:
 @releases.command("manifest")
 @click.argument("release_id")
 @app_option
-def manifest(release_id: str, app: str | None) -> None:
-    """Print the manifest of a release."""
-    text = client().request("GET", f"/apps/{app_name(app)}/releases/{release_id}/manifest").text
+@json_option
+def manifest(release_id: str, app: str | None, as_json: bool) -> None:
+    """Print the manifest of a release (YAML, or with --json its data as JSON)."""
+    path = f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/manifest"
+    text = client().request("GET", path).text
+    if as_json:
+        import yaml  # only here: the other commands have no use for it
+
+        print_json(yaml.safe_load(text) if text.strip() else None)
+        return
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -104,8 +114,13 @@ def manifest(release_id: str, app: str | None) -> None:
 @app_option
 @wait_option
 @wait_for_lock_option
+@no_wait_option
 def promote_cmd(
-    release_id: str | None, app: str | None, wait: float | None, wait_for_lock: bool
+    release_id: str | None,
+    app: str | None,
+    wait: float | None,
+    wait_for_lock: bool,
+    no_wait: bool,
 ) -> None:
     """Promote a release (default: the latest) with a rolling update."""
     api = client()
@@ -115,7 +130,7 @@ def promote_cmd(
         if not latest:
             raise click.ClickException(f"app {name} has no release yet: run `shipmate deploy`")
         release_id = latest[0]["id"]
-    promote(api, name, release_id, wait, wait_for_lock)
+    promote(api, name, release_id_arg(release_id), wait, wait_for_lock, no_wait)
 
 
 @releases.command("rollback")
@@ -123,17 +138,29 @@ def promote_cmd(
 @app_option
 @wait_option
 @wait_for_lock_option
-def rollback(release_id: str, app: str | None, wait: float | None, wait_for_lock: bool) -> None:
+@no_wait_option
+def rollback(
+    release_id: str, app: str | None, wait: float | None, wait_for_lock: bool, no_wait: bool
+) -> None:
     """Copy an earlier release and promote the copy, without rebuilding."""
-    api = client()
     name = app_name(app)
+    release_id = release_id_arg(release_id)
+    api = client()
     started = start_promotion(
         api, f"/apps/{name}/releases/{release_id}/rollback", wait, wait_for_lock
     )
     for warning in started.get("warnings", []):
         click.echo(warning)
-    click.echo(f"Rolling back to {release_id}...")
-    follow_promotion(api, name, started["promotion"]["id"])
+    if no_wait:
+        started_only(name, started)
+        return
+    follow_promotion(
+        api,
+        name,
+        started["promotion"]["id"],
+        started["release"]["id"],
+        intro=f"Rolling back to {release_id}...",
+    )
     click.echo(f"OK, {started['release']['id']}")
 
 

@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import click
 
-from shipmate.cli.common import app_name, app_option, client, follow_promotion, wait_option
+from shipmate.cli.common import (
+    app_name,
+    app_option,
+    client,
+    follow_promotion,
+    no_wait_option,
+    started_only,
+    wait_option,
+)
 
 
 @click.command("restart")
 @click.argument("service", required=False)
 @app_option
 @wait_option
-def restart(service: str | None, app: str | None, wait: float | None) -> None:
+@no_wait_option
+def restart(service: str | None, app: str | None, wait: float | None, no_wait: bool) -> None:
     """Replace every process (of SERVICE, or all) with a rolling update."""
-    api = client()
     name = app_name(app)
+    api = client()
     started = api.post(f"/apps/{name}/restart", json={"service": service, "wait": wait})
-    click.echo(f"Restarting {service or 'all services'}...")
-    follow_promotion(api, name, started["promotion"]["id"])
+    if no_wait:
+        started_only(name, started)
+        return
+    follow_promotion(
+        api,
+        name,
+        started["promotion"]["id"],
+        started["release"]["id"],
+        intro=f"Restarting {service or 'all services'}...",
+    )
     click.echo("OK")
 
 

@@ -11,6 +11,8 @@ from shipmate.cli.common import (
     client,
     follow_promotion,
     json_option,
+    no_wait_option,
+    started_only,
     wait_option,
 )
 from shipmate.cli.output import print_json, table
@@ -22,12 +24,18 @@ from shipmate.cli.output import print_json, table
 @app_option
 @json_option
 @wait_option
+@no_wait_option
 def scale(
-    service: str | None, count: int | None, app: str | None, as_json: bool, wait: float | None
+    service: str | None,
+    count: int | None,
+    app: str | None,
+    as_json: bool,
+    wait: float | None,
+    no_wait: bool,
 ) -> None:
     """Show the process counts, or change one service's count with a rolling update."""
-    api = client()
     name = app_name(app)
+    api = client()
     if count is None:
         found = api.get(f"/apps/{name}/scale")
         if service:
@@ -45,8 +53,16 @@ def scale(
     started = api.post(
         f"/apps/{name}/scale", json={"service": service, "count": count, "wait": wait}
     )
-    click.echo(f"Scaling {service} to {count}...")
-    follow_promotion(api, name, started["promotion"]["id"])
+    if no_wait:
+        started_only(name, started)
+        return
+    follow_promotion(
+        api,
+        name,
+        started["promotion"]["id"],
+        started["release"]["id"],
+        intro=f"Scaling {service} to {count}...",
+    )
     click.echo("OK")
 
 

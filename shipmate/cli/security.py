@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shipmate.cli.common import client, json_option
-from shipmate.cli.output import parse_time, print_json, relative, table
+from shipmate.cli.output import done, parse_time, print_json, progress, relative, table
 from shipmate.domain.humanize import rfc3339
 
 ROLES = ("viewer", "deployer", "admin")
@@ -49,17 +49,17 @@ def create(name: str, role: str, as_json: bool) -> None:
 @click.argument("name")
 def revoke(name: str) -> None:
     """Revoke a token: its next request is refused."""
-    click.echo(f"Revoking {name}...", nl=False)
+    progress(f"Revoking {name}...")
     client().delete(f"/rack/tokens/{name}")
-    click.echo(" OK")
+    done()
 
 
 @click.command("rotate-key")
 def rotate_key() -> None:
     """Re-encrypt every release environment with a new secret key."""
-    click.echo("Rotating the secret key...", nl=False)
+    progress("Rotating the secret key...")
     result = client().post("/rack/rotate-key")
-    click.echo(f" OK ({result['reencrypted']} release environments re-encrypted)")
+    done(f" OK ({result['reencrypted']} release environments re-encrypted)")
 
 
 @click.command("audit")
