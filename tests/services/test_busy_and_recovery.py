@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from shipmate.common.waiting import wait_for
-from shipmate.domain.errors import AppBusy
-from shipmate.services import environment, promotions, releases
+from shipmate.domain.errors import AppBusy, Conflict
+from shipmate.services import apps, environment, promotions, releases
 from tests.services.conftest import POLL, SUCCESS, Rack
 
 RECOVERED = [
@@ -179,3 +179,17 @@ async def test_recover_reverts_a_promotion_that_never_started(rack: Rack) -> Non
     ]
     assert restarted.app("shop").release_id == r1.id
     assert {p.release_id for p in restarted.fake.live("shop")} == {r1.id}
+
+
+async def test_an_app_is_deleted_only_between_promotions(rack: Rack) -> None:
+    _, r2, running = await held_promotion(rack, "shop")
+    with pytest.raises(Conflict, match=f"app shop is updating \\(promotion of {r2} in progress\\)"):
+        await apps.delete_app(rack.ctx, "shop")
+    assert rack.fake.live("shop")
+
+    rack.fake.proceed(r2)
+    await rack.finish(running)
+    await apps.delete_app(rack.ctx, "shop")
+
+    assert rack.fake.live("shop") == [] and "shop" not in rack.fake.desired
+    assert [a.name for a in apps.list_apps(rack.ctx)] == []
