@@ -19,12 +19,13 @@ from typing import NoReturn
 
 import pytest
 
+from shipmate.bootstrap import build_context
 from shipmate.common.waiting import wait_for
 from shipmate.config import Settings
 from shipmate.domain.humanize import utcnow
-from shipmate.services import apps, keys, releases
+from shipmate.services import apps, releases
 from shipmate.services.context import Context
-from shipmate.services.events import EventLog, Notifier
+from shipmate.services.ports import StorePort
 from shipmate.store.db import Store
 from shipmate.structs import App, Event, Promotion, Release
 from tests.services.fakes import FakeRuntime
@@ -72,7 +73,7 @@ class Rack:
     settings: Settings
     ctx: Context
     fake: FakeRuntime
-    opened: list[Store] = field(default_factory=list)
+    opened: list[StorePort] = field(default_factory=list)
 
     # seeding: what `shipmate build` leaves behind, without running the builder
     def deploy(
@@ -82,16 +83,16 @@ class Rack:
         if app not in {a.name for a in apps.list_apps(self.ctx)}:
             apps.create_app(self.ctx, app)
         text = text or manifest()
-        with self.ctx.store.transaction() as tx:
-            build_id = tx.new_build_id()
-            build = tx.create_build(app, f"build {build_id}", text, "shipmate.yml", build_id)
-            latest = tx.latest_release(app)
+        with self.ctx.store.unit_of_work() as uow:
+            build_id = uow.builds.new_id()
+            build = uow.builds.add(app, f"build {build_id}", text, "shipmate.yml", build_id)
+            latest = uow.releases.latest(app)
             release_env = dict(latest.env) if latest else {}
             release_env.update(env or {})
-            release = tx.create_release(
+            release = uow.releases.add(
                 app, build.id, release_env, text, "shipmate.yml", build.description
             )
-            tx.update_build(build.id, status="complete", release_id=release.id, ended_at=utcnow())
+            uow.builds.update(build.id, status="complete", release_id=release.id, ended_at=utcnow())
         return release
 
     async def promote(self, app: str, release_id: str | None = None) -> Promotion:
@@ -116,12 +117,13 @@ class Rack:
 
     # reading back
     def promotion(self, promotion_id: str) -> Promotion:
-        with self.ctx.store.transaction() as tx:
-            return tx.get_promotion_by_id(promotion_id)
+        with self.ctx.store.unit_of_work() as uow:
+            return uow.promotions.get_by_id(promotion_id)
 
     def promotions(self, app: str) -> list[Promotion]:
-        with self.ctx.store.transaction() as tx:
-            found = [p for r in tx.list_releases(app, 1000) for p in tx.promotions_of_release(r.id)]
+        with self.ctx.store.unit_of_work() as uow:
+            listed = uow.releases.list(app, 1000)
+            found = [p for r in listed for p in uow.promotions.of_release(r.id)]
         return sorted(found, key=lambda p: p.created_at)
 
     def release(self, app: str, release_id: str) -> Release:
@@ -131,8 +133,8 @@ class Rack:
         return apps.get_app(self.ctx, name)
 
     def events(self, app: str, promotion_id: str | None = None) -> list[Event]:
-        with self.ctx.store.transaction() as tx:
-            return tx.events(app, promotion_id=promotion_id)
+        with self.ctx.store.unit_of_work() as uow:
+            return uow.events.list(app, promotion_id=promotion_id)
 
     def messages(self, app: str, promotion_id: str | None = None) -> list[str]:
         return [e.message for e in self.events(app, promotion_id)]
@@ -143,8 +145,12 @@ class Rack:
         return [m for m in self.messages(promotion.app, promotion_id) if m.startswith("Status: ")]
 
     def audit(self, app: str) -> list[str]:
-        with self.ctx.store.transaction() as tx:
-            return [f"{a.action} {a.target}".strip() for a in reversed(tx.audit(app))]
+        with self.ctx.store.unit_of_work() as uow:
+            return [f"{a.action} {a.target}".strip() for a in reversed(uow.audit.list(app))]
+
+    def formation(self, app: str) -> dict[str, int]:
+        with self.ctx.store.unit_of_work() as uow:
+            return uow.formation.get(app)
 
     # a rack stopping and starting again over the same database
     def crash(self) -> Rack:
@@ -156,19 +162,18 @@ class Rack:
         return open_rack(self.settings, FakeRuntime.restarted(self.fake), self.opened)
 
 
-def open_rack(settings: Settings, fake: FakeRuntime, opened: list[Store]) -> Rack:
-    """The rack's wiring (shipmate/rack.py build_context) with the fake runtime: the one
-    place it is done here."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.home.chmod(0o700)
-    store = Store(settings.database_url)
-    opened.append(store)
-    store.migrate()
-    keys.open_store(store, settings)
-    notifier = Notifier()
-    events = EventLog(store, fake.name, notifier)
-    fake.events = events.emit
-    ctx = Context(settings, store, fake, notifier, events)
+def open_rack(settings: Settings, fake: FakeRuntime, opened: list[StorePort]) -> Rack:
+    """The rack's own wiring (shipmate.bootstrap: the real store, opened and migrated as the
+    rack opens it) with the fake runtime."""
+    ctx = build_context(settings, runtime=fake)
+    opened.append(ctx.store)
+
+    # What the runtime reports outside any promotion (crashes, replacements): the rack wires
+    # the local runtime's to the same event log.
+    def app_event(app: str, obj: str, message: str) -> None:
+        ctx.events.emit(app, obj, message)
+
+    fake.events = app_event
     return Rack(settings, ctx, fake, opened)
 
 
@@ -220,7 +225,7 @@ def rack(rack_dir: Path, migrated: Path) -> Iterator[Rack]:
         database_url=f"sqlite:///{rack_dir / 'shipmate.db'}",
         max_upload=1 << 20,
     )
-    opened: list[Store] = []
+    opened: list[StorePort] = []
     yield open_rack(settings, FakeRuntime(), opened)
     for store in opened:
         store.close()

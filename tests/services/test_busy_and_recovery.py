@@ -163,8 +163,8 @@ async def test_recover_reverts_a_promotion_that_never_started(rack: Rack) -> Non
     await rack.promote("shop", r1.id)
     r2 = rack.deploy("shop")
     # The rack stopped between recording the promotion and starting it.
-    with rack.ctx.store.transaction() as tx:
-        pending = promotions.begin(rack.ctx, tx, r2, "promote", None)
+    with rack.ctx.store.unit_of_work() as uow:
+        pending = promotions.begin(rack.ctx, uow, r2, "promote", None)
     restarted = rack.crash()
 
     await promotions.recover(restarted.ctx)

@@ -83,8 +83,7 @@ async def test_a_scale_that_fails_changes_no_formation(rack: Rack) -> None:
 
     assert promotion.state == "Reverted"
     assert rack.statuses(promotion.id)[-1] == "Status: Rollback => Reverted"
-    with rack.ctx.store.transaction() as tx:
-        assert tx.formation("shop") == {}
+    assert rack.formation("shop") == {}
     assert [(s.desired, s.running) for s in await processes.scale_table(rack.ctx, "shop")] == [
         (1, 1)
     ]
