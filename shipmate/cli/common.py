@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +77,8 @@ def follow_promotion(api: Client, app: str, promotion_id: str) -> dict[str, Any]
             app=final["app"],
             release_id=final["release"],
             previous_release_id=final["previous_release"],
+            created_at=datetime.fromisoformat(final["created"]),
+            kind=final["kind"],
             state=State(final["state"]),
             reason=final["reason"],
             history=[State(s) for s in final["history"]],
