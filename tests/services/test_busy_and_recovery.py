@@ -8,6 +8,7 @@ import pytest
 
 from shipmate.common.waiting import wait_for
 from shipmate.domain.errors import AppBusy, Conflict
+from shipmate.domain.promotion import State
 from shipmate.services import apps, environment, promotions, releases
 from tests.services.conftest import POLL, SUCCESS, Rack
 
@@ -47,7 +48,7 @@ async def test_a_second_promotion_of_a_busy_app_is_refused(rack: Rack) -> None:
     # Refusals write nothing: no promotion, no rollback copy.
     assert [p.id for p in rack.promotions("shop")][-1] == running
     assert len(releases.list_releases(rack.ctx, "shop", 100)) == releases_before
-    assert rack.promotion(running).state == "Updating"
+    assert rack.promotion(running).state is State.UPDATING
 
     rack.fake.proceed(r2)
     promotion = await rack.finish(running)
@@ -111,7 +112,7 @@ async def test_an_env_change_during_a_promotion_makes_a_release_and_disturbs_not
 
     assert change.release is not None and change.env["COLOR"] == "red"
     assert change.release.description == "env add:COLOR"
-    assert rack.promotion(running).state == "Updating"
+    assert rack.promotion(running).state is State.UPDATING
     assert rack.app("shop").status == "updating"
     assert len(rack.fake.applied) == applied
     assert not rack.ctx.promotions[running].done()
@@ -143,7 +144,7 @@ async def test_recover_reverts_a_promotion_the_rack_died_in(rack: Rack) -> None:
     await promotions.recover(restarted.ctx)
 
     promotion = restarted.promotion(running)
-    assert promotion.state == "Reverted"
+    assert promotion.state is State.REVERTED
     assert promotion.reason == "the rack stopped during the promotion"
     assert restarted.statuses(running) == RECOVERED
     app = restarted.app("shop")
@@ -170,7 +171,7 @@ async def test_recover_reverts_a_promotion_that_never_started(rack: Rack) -> Non
     await promotions.recover(restarted.ctx)
 
     promotion = restarted.promotion(pending.id)
-    assert promotion.state == "Reverted"
+    assert promotion.state is State.REVERTED
     assert restarted.statuses(pending.id) == [
         "Status: Running => Pending",
         "Status: Pending => Error",

@@ -6,6 +6,7 @@ import pytest
 
 from shipmate.common.waiting import wait_for
 from shipmate.domain.errors import InvalidInput, NotFound
+from shipmate.domain.promotion import State
 from shipmate.services import processes, releases
 from tests.services.conftest import POLL, SUCCESS, Rack, manifest
 
@@ -20,7 +21,7 @@ async def test_cancel_stops_a_slow_promotion_and_reverts(rack: Rack) -> None:
     await wait_for(lambda: rack.fake.live("shop", r2.id), 5, POLL, "r2's process to start")
 
     cancelled = await processes.cancel(rack.ctx, "shop")
-    assert cancelled.id == started.promotion.id and cancelled.state == "Updating"
+    assert cancelled.id == started.promotion.id and cancelled.state is State.UPDATING
     promotion = await rack.finish(cancelled.id)
 
     assert rack.statuses(promotion.id) == [
@@ -81,7 +82,7 @@ async def test_a_scale_that_fails_changes_no_formation(rack: Rack) -> None:
     started = processes.scale(rack.ctx, "shop", "web", 4, None)
     promotion = await rack.finish(started.promotion.id)
 
-    assert promotion.state == "Reverted"
+    assert promotion.state is State.REVERTED
     assert rack.statuses(promotion.id)[-1] == "Status: Rollback => Reverted"
     assert rack.formation("shop") == {}
     assert [(s.desired, s.running) for s in await processes.scale_table(rack.ctx, "shop")] == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from shipmate.domain.errors import InvalidInput
+from shipmate.domain.promotion import State, failure_message
 from shipmate.runtimes.base import DesiredState
 from shipmate.services import releases
 from tests.services.conftest import Rack, manifest
@@ -40,7 +41,7 @@ async def test_deadline_reverts_to_the_previous_release(rack: Rack) -> None:
         "Status: Deadline => Rollback",
         "Status: Rollback => Reverted",
     ]
-    assert promotion.state == "Reverted" and promotion.finished_at is not None
+    assert promotion.state is State.REVERTED and promotion.finished_at is not None
     assert re.fullmatch(
         r"deadline exceeded: web-\S+ \(last check: GET /health: HTTP 503\) not healthy within 3s",
         promotion.reason or "",
@@ -75,7 +76,7 @@ async def test_a_first_promotion_that_fails_leaves_no_active_release(rack: Rack)
 
     promotion = await rack.promote("shop", r1.id)
 
-    assert promotion.state == "Reverted"
+    assert promotion.state is State.REVERTED
     assert rack.fake.applied[-1] == DesiredState.nothing("shop")
     app = rack.app("shop")
     assert (app.status, app.release_id) == ("running", None)
@@ -111,7 +112,7 @@ async def test_failure_when_the_revert_fails_too(rack: Rack) -> None:
         "Status: Deadline => Rollback",
         "Status: Rollback => Failure",
     ]
-    assert promotion.state == "Failure" and promotion.finished_at is not None
+    assert promotion.state is State.FAILURE and promotion.finished_at is not None
     assert re.fullmatch(
         r"deadline exceeded: web-\S+ .* not healthy within 2s; "
         r"the revert failed too: the runtime is gone",
@@ -122,7 +123,7 @@ async def test_failure_when_the_revert_fails_too(rack: Rack) -> None:
     assert rack.audit("shop")[-1] == f"promotion.failed {r2.id}"
     # Over: the next promotion may start.
     rack.fake.script(r2.id)
-    assert (await rack.promote("shop", r2.id)).state == "Running"
+    assert (await rack.promote("shop", r2.id)).state is State.RUNNING
 
 
 async def test_release_command_failure_replaces_nothing(rack: Rack) -> None:
@@ -163,7 +164,7 @@ async def test_release_command_runs_once_before_anything_is_replaced(rack: Rack)
 
     promotion = await rack.promote("shop", r1.id)
 
-    assert promotion.state == "Running"
+    assert promotion.state is State.RUNNING
     messages = rack.messages("shop", promotion.id)
     finished = messages.index("Release command finished (exit code 0)")
     assert messages.index("migrated") < finished < messages.index("Status: Pending => Updating")
@@ -180,3 +181,18 @@ async def test_a_rollback_target_that_cannot_run_is_refused_before_the_copy(rack
     else:
         raise AssertionError("rollback accepted a release that cannot run")
     assert [r.id for r in releases.list_releases(rack.ctx, "shop", 10)] == [r1.id]
+
+
+async def test_the_cli_words_a_failure_from_the_record_the_store_returns(rack: Rack) -> None:
+    r1 = rack.deploy("shop")
+    await rack.promote("shop", r1.id)
+    r2 = rack.deploy("shop")
+    rack.fake.script(r2.id, health="crash")
+
+    promotion = await rack.promote("shop", r2.id)
+
+    assert isinstance(promotion.state, State)
+    assert all(isinstance(s, State) for s in promotion.history)
+    assert not promotion.succeeded and promotion.outcome == "reverted"
+    assert promotion.app_status == rack.app("shop").status == "running"
+    assert failure_message(promotion) == f"rollback: {promotion.reason}"

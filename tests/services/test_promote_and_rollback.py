@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shipmate.domain.errors import InvalidInput
+from shipmate.domain.promotion import State
 from shipmate.services import releases
 from tests.services.conftest import SUCCESS, Rack, manifest
 
@@ -11,13 +12,14 @@ async def test_first_promote_makes_the_release_active(rack: Rack) -> None:
     r1 = rack.deploy("shop")
     started = releases.promote(rack.ctx, "shop", r1.id, None)
     assert started.release.id == r1.id
-    assert started.promotion.state == "Pending" and started.promotion.previous_release_id is None
+    assert started.promotion.state is State.PENDING
+    assert started.promotion.previous_release_id is None
     assert rack.app("shop").status == "updating"
 
     promotion = await rack.finish(started.promotion.id)
 
-    assert promotion.state == "Running" and promotion.reason is None
-    assert promotion.history == ["Pending", "Updating", "Running"]
+    assert promotion.state is State.RUNNING and promotion.reason is None
+    assert promotion.history == [State.PENDING, State.UPDATING, State.RUNNING]
     assert rack.statuses(promotion.id) == SUCCESS
     app = rack.app("shop")
     assert (app.status, app.release_id) == ("running", r1.id)
