@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+# The promotion record is the domain's: it carries its state machine (typed states, app
+# statuses, transitions), so the store returns what the server drives.
+from shipmate.domain.promotion import Promotion as Promotion
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,6 @@ class Release:
     copied_from: str | None
     created_at: datetime
     created_by: str = ""  # name of the token that created it; "" before audit existed
-
-
-@dataclass(frozen=True)
-class Promotion:
-    id: str
-    app: str
-    release_id: str
-    previous_release_id: str | None
-    kind: str  # promote, rollback
-    state: str  # a shipmate.domain.promotion.State value
-    reason: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    history: list[str] = field(default_factory=list)
-    created_by: str = ""  # name of the token that started it; "" before audit existed
-    options: dict[str, Any] = field(default_factory=dict)  # counts of a scale, restarted services
-    release_command: str | None = None  # the release-phase command it ran
 
 
 @dataclass(frozen=True)

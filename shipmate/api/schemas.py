@@ -93,7 +93,7 @@ class PromotionOut(BaseModel):
             previous_release=p.previous_release_id,
             kind=p.kind,
             state=p.state,
-            history=p.history,
+            history=[str(s) for s in p.history],
             reason=p.reason,
             created=p.created_at,
             finished=p.finished_at,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,6 +135,8 @@ def follow_promotion(
             app=final["app"],
             release_id=final["release"],
             previous_release_id=final["previous_release"],
+            created_at=datetime.fromisoformat(final["created"]),
+            kind=final["kind"],
             state=State(final["state"]),
             reason=final["reason"],
             history=[State(s) for s in final["history"]],

@@ -1,17 +1,24 @@
-"""The app-level promotion state machine (SPEC section 4).
+"""The app-level promotion state machine (SPEC section 4), and the promotion record itself.
 
 Each transition is reported to users as a `system/<runtime>/atom/app` event whose message is
 `Status: <from> => <to>`. A promotion starts in Running (the app as it was), and ends either
 back in Running (success: the new release is active), in Reverted (the previous release is
 active again) or in Failure (even the revert failed).
+
+`Promotion` is what the store keeps and returns, what the server drives (services.promotions
+asks it for each transition and writes the result) and what the CLI rebuilds from the API to
+word a failure: one record and one table of transitions and app statuses for all of them.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 from shipmate.domain.errors import ShipmateError
+from shipmate.domain.humanize import utcnow
 
 
 class State(enum.StrEnum):
@@ -41,7 +48,15 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 # where every promotion starts too, so it is final only once the promotion has left it.
 FINISHED = frozenset({State.REVERTED, State.FAILURE})
 
-_APP_STATUS: dict[State, str] = {
+# How a finished promotion is named in the audit trail (`promotion.<outcome>`).
+_OUTCOME: dict[State, str] = {
+    State.RUNNING: "succeeded",
+    State.REVERTED: "reverted",
+    State.FAILURE: "failed",
+}
+
+# The app status (SPEC section 3) while its promotion is in each state.
+APP_STATUS: dict[State, str] = {
     State.PENDING: "updating",
     State.UPDATING: "updating",
     State.DEADLINE: "rollback",
@@ -70,35 +85,68 @@ def transition(current: State, new: State) -> str:
     return f"Status: {current} => {new}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Promotion:
-    """One promotion of one release, as a pure record; persisting it is the caller's job.
+    """One promotion of one release: the store's record and its state machine.
 
-    `history` lists every state the promotion has been in, oldest first, starting with its
-    initial state. Persist it with the promotion: `finished` relies on it to tell the Running
-    a promotion starts from from the Running it ends in.
+    Nothing here changes a promotion: `advance` returns the promotion after a transition, for
+    the caller to persist. `history` lists every state the promotion has been in, oldest
+    first, starting with its initial state (Pending for one the server records; the Running
+    before it is implied). `finished` relies on it to tell the Running a promotion starts from
+    from the Running it ends in.
     """
 
     id: str
     app: str
     release_id: str
     previous_release_id: str | None
+    created_at: datetime
+    kind: str = "promote"  # promote, rollback, scale, restart
     state: State = State.RUNNING
     reason: str | None = None
+    finished_at: datetime | None = None
     history: list[State] = field(default_factory=list)
+    created_by: str = ""  # name of the token that started it; "" before audit existed
+    options: dict[str, Any] = field(default_factory=dict)  # counts of a scale, restarted services
+    release_command: str | None = None  # the release-phase command it ran
 
     def __post_init__(self) -> None:
         if not self.history:
             self.history.append(self.state)
 
-    def advance(self, new: State, reason: str | None = None) -> str:
-        """Move to `new` and return the event message; `reason` (if given) records why."""
-        message = transition(self.state, new)
-        self.state = new
-        self.history.append(new)
-        if reason is not None:
-            self.reason = reason
-        return message
+    def advance(
+        self, new: State, reason: str | None = None, now: datetime | None = None
+    ) -> Promotion:
+        """This promotion moved to `new` (raises InvalidTransition if it may not).
+
+        `reason` (if given) records why; a transition that finishes the promotion stamps
+        `finished_at` with `now` (default: the current time).
+        """
+        transition(self.state, new)
+        moved = replace(
+            self,
+            state=new,
+            reason=self.reason if reason is None else reason,
+            history=[*self.history, new],
+        )
+        if moved.finished and self.finished_at is None:
+            moved = replace(moved, finished_at=now or utcnow())
+        return moved
+
+    def rollback_path(self, failed: State) -> list[State]:
+        """The states that take this promotion, which failed with `failed` (Deadline or Error),
+        to Rollback: none once it is there, the failure first unless it was recorded."""
+        if failed not in (State.DEADLINE, State.ERROR):
+            raise ValueError(f"a promotion fails with Deadline or Error, not {failed}")
+        if self.state in (State.PENDING, State.UPDATING):
+            return [failed, State.ROLLBACK]
+        if self.state in (State.DEADLINE, State.ERROR):
+            return [State.ROLLBACK]
+        if self.state is State.ROLLBACK:
+            return []
+        raise InvalidTransition(
+            f"cannot revert promotion {self.id} from {self.state}: it is not in progress"
+        )
 
     @property
     def finished(self) -> bool:
@@ -115,7 +163,17 @@ class Promotion:
     @property
     def app_status(self) -> str:
         """The app status (SPEC section 3) this promotion implies."""
-        return _APP_STATUS[self.state]
+        return APP_STATUS[self.state]
+
+    @property
+    def outcome(self) -> str | None:
+        """succeeded, reverted or failed once finished (the audit trail's word); else None."""
+        return _OUTCOME[self.state] if self.finished else None
+
+
+def revert_failed(reason: str, error: str) -> str:
+    """The reason of a promotion whose revert failed too (it ends in Failure)."""
+    return f"{reason}; the revert failed too: {error}"
 
 
 def failure_message(promotion: Promotion) -> str:

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from shipmate.domain.errors import AppBusy, InvalidInput
-from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import release_hash
 from shipmate.domain.manifest import Manifest, load_manifest
-from shipmate.domain.promotion import State, transition
+from shipmate.domain.promotion import State, revert_failed, transition
 from shipmate.runtimes.base import (
     DesiredState,
     EventSink,
@@ -123,10 +122,10 @@ def begin(
         # The revert target must be runnable too, or a failed promotion could not revert.
         uow.releases.get(app.name, app.release_id)
     promotion = uow.promotions.add(
-        app.name, release.id, app.release_id, kind, state=State.PENDING.value, options=options
+        app.name, release.id, app.release_id, kind, state=State.PENDING, options=options
     )
     audit.record(uow, "promotion.start", app.name, release.id, _audit_detail(promotion))
-    uow.apps.update(app.name, status="updating")
+    uow.apps.update(app.name, status=promotion.app_status)
     uow.events.add(
         app.name,
         ctx.runtime.name,
@@ -157,7 +156,10 @@ async def run(ctx: Context, promotion_id: str, wait: float | None = None) -> Non
 
 
 class PromotionRun:
-    """Drives one promotion through the state machine, writing each step before the next."""
+    """The loop that drives one promotion. The domain's Promotion says which transitions are
+    allowed and what each implies (the app's status, whether its release is now active,
+    whether it is over); this writes each one (promotion row, app row, event and audit entry,
+    in one unit of work) before taking the next step."""
 
     def __init__(
         self, ctx: Context, promotion: Promotion, release: Release, previous: Release | None
@@ -166,33 +168,29 @@ class PromotionRun:
         self.promotion = promotion
         self.release = release
         self.previous = previous
-        self.state = State(promotion.state)
 
     def emit(self, obj: str, message: str) -> None:
         self.ctx.events.emit(self.promotion.app, obj, message, self.promotion.id)
 
-    def advance(self, new: State, reason: str | None = None, status: str | None = None) -> None:
-        message = transition(self.state, new)
-        finished = utcnow() if new in (State.RUNNING, State.REVERTED, State.FAILURE) else None
-        app = self.promotion.app
+    def advance(self, new: State, reason: str | None = None) -> None:
+        before = self.promotion
+        after = before.advance(new, reason)
+        app = after.app
         with self.ctx.store.unit_of_work() as uow:
-            uow.promotions.update(self.promotion.id, new.value, reason, finished)
-            activated = self.release.id if new is State.RUNNING else None
-            if activated and self.promotion.options.get("counts"):
-                uow.formation.set(app, self.promotion.options["counts"])
-            if status is not None or activated:
-                uow.apps.update(app, status=status, release_id=activated)
-            uow.events.add(app, self.ctx.runtime.name, APP_OBJECT, message, self.promotion.id)
-            if finished is not None:
-                outcome = {State.RUNNING: "succeeded", State.REVERTED: "reverted"}.get(
-                    new, "failed"
-                )
-                detail = _audit_detail(self.promotion)
+            uow.promotions.update(after.id, after.state, reason, after.finished_at)
+            activated = after.release_id if after.succeeded else None
+            if activated and after.options.get("counts"):
+                uow.formation.set(app, after.options["counts"])
+            uow.apps.update(app, status=after.app_status, release_id=activated)
+            message = transition(before.state, after.state)
+            uow.events.add(app, self.ctx.runtime.name, APP_OBJECT, message, after.id)
+            if after.outcome is not None:
+                detail = _audit_detail(after)
                 if reason:
                     detail = f"{detail}: {reason}"
-                audit.record(uow, f"promotion.{outcome}", app, self.release.id, detail)
+                audit.record(uow, f"promotion.{after.outcome}", app, after.release_id, detail)
         self.ctx.notifier.notify()
-        self.state = new
+        self.promotion = after
 
     def desired(self, wait: float | None = None) -> DesiredState:
         counts = formation(self.ctx, self.promotion.app)
@@ -203,7 +201,7 @@ class PromotionRun:
 
     async def execute(self, wait: float | None) -> None:
         try:
-            if self.state is State.PENDING:
+            if self.promotion.state is State.PENDING:
                 if self.promotion.kind in ("promote", "rollback"):
                     failure = await self.release_phase()
                     if failure:
@@ -220,7 +218,7 @@ class PromotionRun:
         except Exception as exc:  # the runtime itself broke: still put the old release back
             await self.revert(State.ERROR, str(exc) or type(exc).__name__)
             return
-        self.advance(State.RUNNING, status="running")
+        self.advance(State.RUNNING)
 
     async def release_phase(self) -> str | None:
         """Run the manifest's `release:` command once, before any process is replaced.
@@ -247,10 +245,9 @@ class PromotionRun:
         return None
 
     async def revert(self, failed: State, reason: str) -> None:
-        if self.state in (State.PENDING, State.UPDATING):
-            self.advance(failed, reason=reason, status="rollback")
-        if self.state in (State.DEADLINE, State.ERROR):
-            self.advance(State.ROLLBACK)
+        """Put the previous release back after the promotion failed with `failed`."""
+        for state in self.promotion.rollback_path(failed):
+            self.advance(state, reason if state is failed else None)
         try:
             if self.previous is None:
                 desired = DesiredState.nothing(self.promotion.app)
@@ -259,15 +256,14 @@ class PromotionRun:
                 desired = desired_state(self.ctx, self.previous, counts=counts)
             await self.ctx.runtime.apply(desired, self.emit)
         except Exception as exc:
-            why = f"{reason}; the revert failed too: {exc}"
-            self.advance(State.FAILURE, reason=why, status="running")
+            self.advance(State.FAILURE, reason=revert_failed(reason, str(exc)))
             return
-        self.advance(State.REVERTED, status="running")
+        self.advance(State.REVERTED)
 
 
 def _audit_detail(promotion: Promotion) -> str:
     words = [promotion.kind, promotion.id]
-    options = getattr(promotion, "options", None) or {}
+    options = promotion.options
     words += [f"{service}={count}" for service, count in options.get("counts", {}).items()]
     words += list(options.get("restart", ()))
     return " ".join(words)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shipmate.domain.promotion import State
 from shipmate.store.crypto import Keyring
 from shipmate.store.tables import (
     AppRow,
@@ -81,19 +82,19 @@ def release_of(row: ReleaseRow, keyring: Keyring) -> Release:
 
 def promotion_of(row: PromotionRow) -> Promotion:
     return Promotion(
-        row.id,
-        row.app,
-        row.release_id,
-        row.previous_release_id,
-        row.kind,
-        row.state,
-        row.reason,
-        row.created_at,
-        row.finished_at,
-        [s for s in row.history.split(",") if s],
-        row.created_by or "",
-        json.loads(row.options) if row.options else {},
-        row.release_command,
+        id=row.id,
+        app=row.app,
+        release_id=row.release_id,
+        previous_release_id=row.previous_release_id,
+        created_at=row.created_at,
+        kind=row.kind,
+        state=State(row.state),
+        reason=row.reason,
+        finished_at=row.finished_at,
+        history=[State(s) for s in row.history.split(",") if s],
+        created_by=row.created_by or "",
+        options=json.loads(row.options) if row.options else {},
+        release_command=row.release_command,
     )
 
 
