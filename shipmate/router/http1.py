@@ -1,10 +1,11 @@
 """HTTP/1.1 wire format for the router: just enough parsing to frame messages and relay them.
 
 The router never interprets bodies; it only needs to know where each message ends so that it
-can keep connections alive on both sides. Parsing is deliberately strict (RFC 9112): anything a
-second parser could read differently (bare CR/LF, obs-fold, Content-Length together with
-Transfer-Encoding, conflicting lengths) is rejected, because a proxy and a backend disagreeing
-on message boundaries is how request smuggling starts.
+can keep connections alive on both sides. Heads are parsed by httptools (llhttp, Node's
+parser), with none of its leniencies: anything a second parser could read differently (bare
+CR/LF, obs-fold, Content-Length together with Transfer-Encoding, repeated lengths) is
+rejected, because a proxy and a backend disagreeing on message boundaries is how request
+smuggling starts. The chunked framing of bodies the stream path relays is read here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import re
 from dataclasses import dataclass
 from typing import Protocol
+
+import httptools
 
 CRLF = b"\r\n"
 HEAD_END = b"\r\n\r\n"
@@ -36,15 +39,13 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 # Methods safe to send twice (RFC 9110 9.2.2): only these are replayed when a kept-alive
 # connection dies after the request was written but before any response byte came back.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-# Header names already seen to be valid tokens -> lower-cased: checking and lowering the same
-# few names on every message is most of the cost of parsing a head.
-_NAMES: dict[bytes, bytes] = {}
+# httptools' version strings -> the router's.
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 
 # How a message body is delimited.
 BODY_NONE = 0
@@ -110,29 +111,49 @@ class Response:
     connection_tokens: frozenset[bytes]
 
 
-def _split_head(head: bytes) -> tuple[bytes, list[Header]]:
-    """Split a head (ending in CRLFCRLF) into its start line and headers."""
-    crlfs = head.count(CRLF)
-    if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
-        raise ProtocolError("bare CR or LF in message head")
-    if b"\x00" in head:
-        raise ProtocolError("NUL in message head")
-    lines = head[:-4].split(CRLF)
-    headers: list[Header] = []
-    names = _NAMES
-    for line in lines[1:]:
-        colon = line.find(b":")
-        name = line[:colon]
-        lowered = names.get(name)
-        if lowered is None:
-            # A leading space/tab (obs-fold) or whitespace before the colon fails the check.
-            if colon <= 0 or not _TOKEN.fullmatch(name):
-                raise ProtocolError("malformed header line")
-            lowered = name.lower()
-            if len(names) < 4096:
-                names[name] = lowered
-        headers.append((lowered, line[colon + 1 :].strip(b" \t"), line))
-    return lines[0], headers
+class _Head:
+    """What httptools reports of one message head."""
+
+    __slots__ = ("complete", "headers", "status", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.status = b""
+        self.headers: list[Header] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_status(self, status: bytes) -> None:
+        self.status += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        value = value.rstrip(b" \t")
+        self.headers.append((name.lower(), value, name + b": " + value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def _feed(
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
+    head: bytes,
+    collected: _Head,
+    what: str,
+) -> None:
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # the head is whole; what follows it belongs to another protocol (101, CONNECT)
+    except httptools.HttpParserError as exc:
+        # llhttp refuses a request's Transfer-Encoding other than chunked only once the head
+        # is complete; the checks after this give that case its own status (501).
+        if not collected.complete:
+            reason = str(exc).strip().rstrip(".") or f"malformed {what}"
+            raise ProtocolError(reason[:1].lower() + reason[1:]) from None
+    if not collected.complete:
+        raise ProtocolError(f"incomplete {what} head")
 
 
 def _tokens(value: bytes) -> set[bytes]:
@@ -140,18 +161,11 @@ def _tokens(value: bytes) -> set[bytes]:
 
 
 def _content_length(values: list[bytes]) -> int:
-    if len(values) == 1 and _DIGITS.fullmatch(values[0]):
-        return int(values[0])  # the usual case, and a valid one
-    # Several Content-Length headers (or a list) are allowed only when they all agree.
-    found: set[bytes] = set()
-    for value in values:
-        found.update(v.strip(b" \t") for v in value.split(b","))
-    if len(found) != 1:
-        raise ProtocolError("conflicting Content-Length")
-    (text,) = found
-    if not _DIGITS.fullmatch(text):
+    # llhttp refuses a repeated Content-Length and anything but digits; this is the check
+    # of the value itself, kept so that no length the router acts on goes unchecked.
+    if len(values) != 1 or not _DIGITS.fullmatch(values[0]):
         raise ProtocolError("invalid Content-Length")
-    return int(text)
+    return int(values[0])
 
 
 def _only_chunked(te: bytes) -> bool:
@@ -159,13 +173,16 @@ def _only_chunked(te: bytes) -> bool:
 
 
 def parse_request(head: bytes) -> Request:
-    start, headers = _split_head(head)
-    parts = start.split(b" ")
-    if len(parts) != 3 or not parts[1] or not _TOKEN.fullmatch(parts[0]):
-        raise ProtocolError("malformed request line")
-    method, target, version = parts
-    if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+    """A request head (ending in CRLFCRLF), parsed by httptools (llhttp)."""
+    collected = _Head()
+    parser = httptools.HttpRequestParser(collected)
+    _feed(parser, head, collected, "request")
+    version = _VERSIONS.get(parser.get_http_version())
+    if version is None:
         raise ProtocolError("unsupported HTTP version", 505)
+    method = parser.get_method()
+    target = collected.url
+    headers = collected.headers
 
     host: bytes | None = None
     te: bytes | None = None
@@ -228,18 +245,18 @@ def parse_request(head: bytes) -> Request:
 
 
 def parse_response(head: bytes) -> Response:
-    start, headers = _split_head(head)
-    parts = start.split(b" ", 1)
-    if len(parts) != 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
+    """A response head (ending in CRLFCRLF), parsed by httptools (llhttp)."""
+    collected = _Head()
+    parser = httptools.HttpResponseParser(collected)
+    _feed(parser, head, collected, "response")
+    version = _VERSIONS.get(parser.get_http_version())
+    if version is None:
         raise ProtocolError("malformed status line")
-    version, rest = parts
-    code = rest[:3]
-    if not code.isdigit() or (len(rest) > 3 and rest[3:4] != b" "):
-        raise ProtocolError("malformed status line")
+    status = parser.get_status_code()
     te: bytes | None = None
     lengths: list[bytes] = []
     tokens: set[bytes] = set()
-    for name, value, _ in headers:
+    for name, value, _ in collected.headers:
         if name == b"content-length":
             lengths.append(value)
         elif name == b"transfer-encoding":
@@ -250,17 +267,17 @@ def parse_response(head: bytes) -> Response:
     length: int | None = None
     close = version == b"HTTP/1.0" or b"close" in tokens
     if te is not None:
-        # Transfer-Encoding wins over Content-Length; a coding other than a final "chunked"
-        # means the body runs to the end of the connection (RFC 9112 6.3).
+        # A coding other than a final "chunked" means the body runs to the end of the
+        # connection (RFC 9112 6.3).
         chunked = te.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
         close = close or not chunked
     elif lengths:
         length = _content_length(lengths)
     return Response(
-        status=int(code),
-        status_line_rest=rest if len(rest) > 3 else rest + b" ",
+        status=status,
+        status_line_rest=b"%d %b" % (status, collected.status),
         version=version,
-        headers=headers,
+        headers=collected.headers,
         chunked=chunked,
         length=length,
         close=close,
