@@ -16,8 +16,8 @@ from shipmate.api.app import create_api
 from shipmate.api.auth import load_or_create_token
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
-from shipmate.router import remote as router_daemon
-from shipmate.router.daemon import Paths as RouterPaths
+from shipmate.router import lifecycle as router_daemon
+from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.router.routes import Routes
 from shipmate.runtimes.local.runtime import LocalRuntime

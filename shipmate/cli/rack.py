@@ -188,8 +188,8 @@ def _stop_apps(settings: Settings) -> None:
 
 
 def _stop_router(settings: Settings) -> None:
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
+    from shipmate.router import lifecycle as remote
+    from shipmate.router.home import Paths
 
     paths = Paths(settings.home)
     info = remote.running(paths)
