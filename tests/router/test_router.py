@@ -56,6 +56,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", self.server.name)
+        self.send_header("X-Peer", str(self.client_address[1]))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -95,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", self.server.name)
         self.send_header("X-Request-Chunked", self.headers.get("Transfer-Encoding", "no"))
+        self.send_header("X-Peer", str(self.client_address[1]))
         self.end_headers()
         self.wfile.write(body)
 
@@ -287,6 +289,18 @@ def test_chunked_request_body(
     assert resp.status_code == 200
     assert resp.headers["x-request-chunked"] == "chunked"
     assert resp.content == b"".join(pieces)
+
+
+def test_one_pool_for_both_paths(
+    table: RouteTable, backends: tuple[Backend, Backend], client: httpx.Client
+) -> None:
+    table.set_backends("myapp", "web", [backends[0].addr])
+    first = client.get("/")  # the fast path opens a connection to the process
+    streamed = client.post("/", content=iter([b"x" * 10]))  # chunked: the stream path
+    again = client.get("/")
+    assert streamed.headers["x-request-chunked"] == "chunked"
+    # One connection upstream served all three: the paths take it from the same pool.
+    assert first.headers["x-peer"] == streamed.headers["x-peer"] == again.headers["x-peer"]
 
 
 def test_response_framings(
