@@ -37,9 +37,9 @@ from shipmate.router.http1 import (
     MAX_HEAD,
     ProtocolError,
     Request,
+    RequestReader,
     Response,
-    parse_request,
-    parse_response,
+    ResponseReader,
     response_body,
 )
 from shipmate.router.stream import StreamPath
@@ -106,7 +106,9 @@ class ClientConnection(asyncio.Protocol):
         "fast",
         "gateway",
         "gone",
+        "pending",
         "read_paused",
+        "reader",
         "transport",
         "write_paused",
     )
@@ -123,6 +125,9 @@ class ClientConnection(asyncio.Protocol):
         self.gone = False
         self.read_paused = False
         self.write_paused = False
+        self.reader = RequestReader()
+        # A request whose head is read (by `reader`) while its body is still arriving.
+        self.pending: tuple[Request, int] | None = None
 
     # --- asyncio callbacks --------------------------------------------------------------------
 
@@ -177,39 +182,48 @@ class ClientConnection(asyncio.Protocol):
             return
         gateway = self.gateway
         buf = self.buf
-        end = buf.find(HEAD_END)
-        if end < 0 or buf[:2] == CRLF:
-            if len(buf) > MAX_HEAD or buf[:2] == CRLF:
+        if self.pending is not None:
+            req, end = self.pending
+        else:
+            end = buf.find(HEAD_END)
+            if end < 0 or buf[:2] == CRLF:
+                if len(buf) > MAX_HEAD or buf[:2] == CRLF:
+                    self.handoff()
+                elif self.eof or gateway.stopping:
+                    self.transport.close()
+                return
+            try:
+                req = self.reader.read(buf[: end + 4])
+            except ProtocolError:
+                self.handoff()  # the stream path answers 400 with the reason
+                return
+            if (
+                req.version != b"HTTP/1.1"
+                or req.upgrade is not None
+                or req.expect_continue
+                or req.body == BODY_CHUNKED
+                or (req.body == BODY_LENGTH and req.length > FAST_BODY)
+                or gateway.stopping
+                or not self.reader.usable  # CONNECT
+            ):
                 self.handoff()
-            elif self.eof or gateway.stopping:
-                self.transport.close()
-            return
-        try:
-            req = parse_request(buf[: end + 4])
-        except ProtocolError:
-            self.handoff()  # the stream path answers 400 with the reason
-            return
-        if (
-            req.version != b"HTTP/1.1"
-            or req.upgrade is not None
-            or req.expect_continue
-            or req.body == BODY_CHUNKED
-            or (req.body == BODY_LENGTH and req.length > FAST_BODY)
-            or gateway.stopping
-        ):
-            self.handoff()
-            return
+                return
         total = end + 4 + (req.length if req.body == BODY_LENGTH else 0)
         if len(buf) < total:
             if self.eof:
                 self.transport.close()
-            return  # the rest of the body is on its way
+            else:
+                self.pending = req, end  # the rest of the body is on its way
+            return
+        self.pending = None
         candidates = gateway.candidates(req.host)
         if not candidates:
             self.handoff()  # 404 and 503 pages come from the stream path
             return
         raw = buf[:total]
         self.buf = buf[total:]
+        if total > end + 4:
+            self.reader.body(raw[end + 4 :])
         # No await since the candidates were read, so the first one is still routed: counted
         # in flight from here, it is one the runtime waits for before stopping its process.
         exchange = Exchange(self, req, raw, candidates[0])
@@ -227,6 +241,7 @@ class ClientConnection(asyncio.Protocol):
         """Leave this connection to the stream path, from `replay` + what is buffered."""
         self.fast.clients.discard(self)
         data, self.buf = replay + self.buf, b""
+        self.pending = None
         if self.gone:
             return
         reader, writer = to_streams(self.transport, data, self.eof, self.write_paused)
@@ -394,6 +409,9 @@ class Exchange(asyncio.Protocol):
             data = data[: self.remaining]  # more than announced: not reusable
             resp.close = True
         self.remaining -= len(data)
+        reader = self.link.reader if self.link is not None else None
+        if reader is not None:
+            reader.body(data)
         client = self.client
         client.transport.write(data)
         self.deadline = time.monotonic() + client.gateway.read_timeout
@@ -410,8 +428,13 @@ class Exchange(asyncio.Protocol):
                 else:
                     self.buf = buf
                 return
+            link = self.link
+            assert link is not None
+            reader = link.reader
+            if reader is None or not reader.usable:
+                reader = link.reader = ResponseReader()
             try:
-                resp = parse_response(buf[: end + 4])
+                resp = reader.read(buf[: end + 4])
             except ProtocolError as exc:
                 self.bad_gateway(f"invalid response: {exc.reason}")
                 return
@@ -429,6 +452,11 @@ class Exchange(asyncio.Protocol):
         body = buf[:length]
         if len(buf) > length:
             resp.close = True  # bytes past the announced end: the connection is out of step
+        if kind == BODY_LENGTH:
+            if body:
+                reader.body(body)
+        elif req.method == b"HEAD":
+            link.reader = None  # its parser would wait for the body the head announces
         self.resp = resp
         self.remaining = length - len(body)
         self.client.transport.write(head + body if body else head)

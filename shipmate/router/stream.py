@@ -24,20 +24,22 @@ from shipmate.router.http1 import (
     CRLF,
     HEAD_END,
     IDEMPOTENT,
-    READ_CHUNK,
-    NullSink,
     ProtocolError,
-    RelayError,
     Request,
     Response,
-    describe,
     parse_request,
     parse_response,
+    response_body,
+)
+from shipmate.router.relays import (
+    READ_CHUNK,
+    NullSink,
+    RelayError,
+    describe,
     read_exactly,
     relay_chunked,
     relay_length,
     relay_until_eof,
-    response_body,
     write,
 )
 from shipmate.router.upstream import ConnectError, Connection, open_streams

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 
 from shipmate.common.addresses import split_host_port
-from shipmate.router.http1 import MAX_HEAD, describe
+from shipmate.router.http1 import MAX_HEAD, ResponseReader
+from shipmate.router.relays import describe
 
 
 class ConnectError(Exception):
@@ -30,13 +31,15 @@ class ConnectError(Exception):
 class Link(asyncio.Protocol):
     """One connection to one app process; its transport's protocol while it is idle."""
 
-    __slots__ = ("backend", "idle_since", "lost", "reused", "transport")
+    __slots__ = ("backend", "idle_since", "lost", "reader", "reused", "transport")
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.idle_since = 0.0
         self.reused = False
+        # The fast path's parser of the responses on this connection, while it follows them.
+        self.reader: ResponseReader | None = None
         # Closed, or half-closed by the process: never to be used again.
         self.lost = False
 
@@ -110,6 +113,7 @@ class Connection:
 
 
 def open_streams(link: Link, buffered: bytes = b"", eof: bool = False) -> Connection:
+    link.reader = None  # the stream path reads responses its own way
     reader, writer = to_streams(link.transport, buffered, eof, False)
     return Connection(link, reader, writer)
 
