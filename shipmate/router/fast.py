@@ -272,8 +272,8 @@ class ClientConnection(asyncio.Protocol):
 
 
 class Exchange(asyncio.Protocol):
-    """One request on the fast path, from routing to the end of its response; the protocol
-    of its upstream connection while it has one."""
+    """One request on the fast path, from routing to the end of its response; it gets the
+    callbacks of its upstream connection (as the Link's `user`) while it has one."""
 
     __slots__ = (
         "backend",
@@ -312,8 +312,8 @@ class Exchange(asyncio.Protocol):
 
     def send(self, link: Link) -> None:
         self.link = link
+        link.user = self
         transport = link.transport
-        transport.set_protocol(self)
         if self.client.write_paused:
             transport.pause_reading()
         transport.write(self.payload)
@@ -327,6 +327,7 @@ class Exchange(asyncio.Protocol):
         link = self.link
         if link is not None:
             self.link = None
+            link.user = None
             link.lost = True
             link.transport.close()
 
@@ -340,7 +341,7 @@ class Exchange(asyncio.Protocol):
         if link is not None:
             if reusable and not self.eof:
                 self.link = None
-                self.client.gateway.pool.reattach(link)
+                self.client.gateway.pool.resume(link)
             else:
                 self._drop_link()
         self.client.finished(self.keep)
@@ -472,6 +473,7 @@ class Exchange(asyncio.Protocol):
         if link is None:
             return  # already given up on, or handed over
         self.link = None
+        link.user = None
         link.lost = True
         if self.resp is not None:
             # The head is out; closing is the only way left to say the body is incomplete.

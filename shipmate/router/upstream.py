@@ -29,34 +29,47 @@ class ConnectError(Exception):
 
 
 class Link(asyncio.Protocol):
-    """One connection to one app process; its transport's protocol while it is idle."""
+    """One connection to one app process, and its transport's protocol while the fast path
+    uses it or nobody does: the fast path's `Exchange` of the moment gets its callbacks as
+    `user`. (Changing the transport's protocol instead would cost uvloop a stop and a start
+    of reading, two system calls, each time.) The stream path puts a StreamReader's protocol
+    on the transport, and `Pool.reattach` puts the Link back."""
 
-    __slots__ = ("backend", "idle_since", "lost", "reader", "reused", "transport")
+    __slots__ = ("backend", "idle_since", "lost", "reader", "reused", "transport", "user")
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.idle_since = 0.0
         self.reused = False
-        # The fast path's parser of the responses on this connection, while it follows them.
-        self.reader: ResponseReader | None = None
         # Closed, or half-closed by the process: never to be used again.
         self.lost = False
+        self.user: asyncio.Protocol | None = None
+        # The fast path's parser of the responses on this connection, while it follows them.
+        self.reader: ResponseReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        user = self.user
+        if user is not None:
+            user.data_received(data)
+            return
         # Nothing was asked: the connection is out of step and cannot be trusted.
         self.lost = True
         self.transport.close()
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool | None:
         self.lost = True
-        return False
+        user = self.user
+        return False if user is None else user.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        user = self.user
+        if user is not None:
+            user.connection_lost(exc)
 
     def usable(self) -> bool:
         return not self.lost and not self.transport.is_closing()
@@ -113,6 +126,7 @@ class Connection:
 
 
 def open_streams(link: Link, buffered: bytes = b"", eof: bool = False) -> Connection:
+    link.user = None
     link.reader = None  # the stream path reads responses its own way
     reader, writer = to_streams(link.transport, buffered, eof, False)
     return Connection(link, reader, writer)
@@ -171,6 +185,7 @@ class Pool:
 
     def release(self, link: Link) -> None:
         """`link` is idle again: its transport must have it as protocol (see `reattach`)."""
+        link.user = None
         if self._closed or not link.usable():
             link.transport.close()
             return
@@ -186,6 +201,10 @@ class Pool:
     def reattach(self, link: Link) -> None:
         """Give `link` its transport back as protocol, reading on, and pool it."""
         link.transport.set_protocol(link)
+        self.resume(link)
+
+    def resume(self, link: Link) -> None:
+        """Pool `link` after an exchange, reading on."""
         # Reading may be paused for a slow client; the next exchange needs it on.
         link.transport.resume_reading()
         self.release(link)
