@@ -11,8 +11,9 @@ The backend is a process that answers every request with a fixed small response 
 figures measure the proxies, not an app. Both proxies run as they would be deployed: the
 shipmate router as its daemon (`python -m shipmate.router`, routes set through its admin
 socket), HAProxy with Debian's defaults (one thread per CPU) and a static backend. Every
-target is measured in each round, interleaved, and the median of the rounds is reported, so
-that noise from other work on the machine hits all of them alike.
+target is measured in each round, interleaved (each round starting at another target), and
+the median of the rounds is reported, so that noise from other work on the machine hits all
+of them alike.
 
 `--against DIR` adds a fourth target: the router of another checkout of shipmate (say, the
 code before a change), run by DIR/.venv/bin/python when that exists, with DIR first on
@@ -295,7 +296,11 @@ def main() -> None:
             for port in ports.values():
                 wrk(f"http://127.0.0.1:{port}/", args, args.warmup, script)
             for round_ in range(args.rounds):
-                for target, port in ports.items():
+                # Each round starts at another target: whatever the position costs (the
+                # target after `direct` inherits its backlog), every target pays it alike.
+                order = list(ports.items())
+                order = order[round_ % len(order) :] + order[: round_ % len(order)]
+                for target, port in order:
                     figures = parse_wrk(
                         wrk(f"http://127.0.0.1:{port}/", args, args.duration, script)
                     )
