@@ -4,14 +4,21 @@ shipmate's router and through HAProxy, with the same load generator (wrk), in on
 
     python bench/router.py                 # ~3 minutes; prints a table, writes bench/results/
     python bench/router.py --duration 5 --rounds 1
+    python bench/router.py --against DIR   # a second router from another checkout, interleaved
 
 The backend is a process that answers every request with a fixed small response (HAProxy's
 `http-request return`, single-threaded): it is faster than any proxy in front of it, so the
 figures measure the proxies, not an app. Both proxies run as they would be deployed: the
 shipmate router as its daemon (`python -m shipmate.router`, routes set through its admin
 socket), HAProxy with Debian's defaults (one thread per CPU) and a static backend. Every
-target is measured in each round, interleaved, and the median of the rounds is reported, so
-that noise from other work on the machine hits all of them alike.
+target is measured in each round, interleaved (each round starting at another target), and
+the median of the rounds is reported, so that noise from other work on the machine hits all
+of them alike.
+
+`--against DIR` adds a fourth target: the router of another checkout of shipmate (say, the
+code before a change), run by DIR/.venv/bin/python when that exists, with DIR first on
+PYTHONPATH; it is measured in every round between the others, a before-and-after comparison
+under the same load.
 
 Needs `wrk` and `haproxy` (Debian: `apt-get install wrk haproxy`).
 """
@@ -126,24 +133,44 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.wait()
 
 
+def interpreter(checkout: Path) -> tuple[str, dict[str, str]]:
+    """The Python and environment that run `checkout`'s code (checked: not this checkout's)."""
+    venv = checkout / ".venv" / "bin" / "python"
+    python = str(venv) if venv.exists() else sys.executable
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    where = subprocess.run(
+        [python, "-c", "import shipmate; print(shipmate.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=checkout,
+        check=True,
+    ).stdout.strip()
+    if not Path(where).resolve().is_relative_to(checkout.resolve()):
+        raise SystemExit(f"ERROR: {python} imports shipmate from {where}, not from {checkout}")
+    return python, env
+
+
 def start_router(
-    workdir: Path, port: int, backend: int, workers: int | None
+    workdir: Path, name: str, port: int, backend: int, workers: int | None, checkout: Path = ROOT
 ) -> tuple[subprocess.Popen[bytes], int]:
-    home = workdir / "home"
+    home = workdir / f"{name}-home"
     home.mkdir()
+    python, env = interpreter(checkout)
+    log = workdir / f"{name}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipmate.router", "--home", str(home), "--listen", f":{port}"]
+        [python, "-m", "shipmate.router", "--home", str(home), "--listen", f"127.0.0.1:{port}"]
         + (["--workers", str(workers)] if workers else []),
-        stdout=(workdir / "router.log").open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=checkout,
+        env=env,
     )
     deadline = time.monotonic() + 30
     sock = home / "router.sock"
     while not (home / "router.json").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"ERROR: the router did not start; see {workdir / 'router.log'}")
+            raise SystemExit(f"ERROR: the router did not start; see {log}")
         time.sleep(0.05)
     transport = httpx.HTTPTransport(uds=str(sock))
     with httpx.Client(transport=transport, base_url="http://router") as admin:
@@ -219,7 +246,12 @@ def main() -> None:
         "--router-workers", type=int, default=None, help="default: the daemon's (one per CPU)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--against", type=Path, metavar="DIR", help="also measure the router of this checkout"
+    )
     args = parser.parse_args()
+    if args.against is not None and not (args.against / "shipmate" / "__init__.py").is_file():
+        raise SystemExit(f"ERROR: {args.against} is not a checkout of shipmate")
     for tool in ("wrk", "haproxy"):
         if shutil.which(tool) is None:
             raise SystemExit(f"ERROR: {tool} is not installed: apt-get install wrk haproxy")
@@ -234,13 +266,26 @@ def main() -> None:
             f'wrk.body = string.rep("x", {POST_BYTES})\n'
             'wrk.headers["Content-Type"] = "application/octet-stream"\n'
         )
-        ports = {"direct": free_port(), "shipmate": free_port(), "haproxy": free_port()}
+        ports = {"direct": free_port(), "shipmate": free_port()}
+        if args.against is not None:
+            ports["against"] = free_port()
+        ports["haproxy"] = free_port()
         procs.append(haproxy(workdir, "backend", backend_config(ports["direct"])))
         procs.append(haproxy(workdir, "proxy", proxy_config(ports["haproxy"], ports["direct"])))
         router, info["router_processes"] = start_router(
-            workdir, ports["shipmate"], ports["direct"], args.router_workers
+            workdir, "shipmate", ports["shipmate"], ports["direct"], args.router_workers
         )
         procs.append(router)
+        if args.against is not None:
+            other, _ = start_router(
+                workdir,
+                "against",
+                ports["against"],
+                ports["direct"],
+                args.router_workers,
+                args.against,
+            )
+            procs.append(other)
         for port in ports.values():
             wait_port(port)
         scenarios = {"GET": None, f"POST {POST_BYTES} B": post}
@@ -251,7 +296,11 @@ def main() -> None:
             for port in ports.values():
                 wrk(f"http://127.0.0.1:{port}/", args, args.warmup, script)
             for round_ in range(args.rounds):
-                for target, port in ports.items():
+                # Each round starts at another target: whatever the position costs (the
+                # target after `direct` inherits its backlog), every target pays it alike.
+                order = list(ports.items())
+                order = order[round_ % len(order) :] + order[: round_ % len(order)]
+                for target, port in order:
                     figures = parse_wrk(
                         wrk(f"http://127.0.0.1:{port}/", args, args.duration, script)
                     )
@@ -274,19 +323,30 @@ def main() -> None:
             for target, results in targets.items()
         }
     print()
+    info["load_after"] = os.getloadavg()
     print(f"{'scenario':<14}{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    names = {"direct": "direct", "shipmate": "shipmate router", "haproxy": "haproxy"}
+    names = {
+        "direct": "direct",
+        "shipmate": "shipmate router",
+        "against": "against router",
+        "haproxy": "haproxy",
+    }
     for scenario, targets in summary.items():
         for target, s in targets.items():
             print(
                 f"{scenario:<14}{names[target]:<16}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}"
                 f"{s['p99_ms']:>9.2f}{s['errors']:>8}"
             )
-        ratio = targets["shipmate"]["rps"] / targets["haproxy"]["rps"]
-        print(f"{'':<14}shipmate / haproxy: {ratio:.2f} of the requests/s")
+        for target in ("shipmate", "against"):
+            if target in targets:
+                ratio = targets[target]["rps"] / targets["haproxy"]["rps"]
+                print(f"{'':<14}{names[target]} / haproxy: {ratio:.2f} of the requests/s")
+    if args.against is not None:
+        print(f"against: {args.against.resolve()}")
     print(
         f"shipmate router: {info['router_processes']} processes on {info['event_loop']}; "
-        f"{info['nproc']} CPUs ({info['cpu']}); load before: {info['load_before'][0]:.2f}"
+        f"{info['nproc']} CPUs ({info['cpu']}); load before: {info['load_before'][0]:.2f}, "
+        f"after: {info['load_after'][0]:.2f}"
     )
     command = "python bench/router.py " + " ".join(sys.argv[1:])
     result = {
@@ -301,10 +361,16 @@ def main() -> None:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "post_bytes": POST_BYTES,
+            "against": str(args.against.resolve()) if args.against else None,
         },
         "summary": summary,
         "ratio_shipmate_to_haproxy": {
             s: t["shipmate"]["rps"] / t["haproxy"]["rps"] for s, t in summary.items()
+        },
+        "ratio_against_to_haproxy": {
+            s: t["against"]["rps"] / t["haproxy"]["rps"]
+            for s, t in summary.items()
+            if "against" in t
         },
         "runs": runs,
     }

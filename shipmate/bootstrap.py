@@ -7,7 +7,7 @@ same Context as the rack with a fake runtime (and a store of its own, if it like
 from __future__ import annotations
 
 from shipmate.config import Settings
-from shipmate.router.daemon import Paths as RouterPaths
+from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.router.routes import Routes
 from shipmate.runtimes.base import AppEventSink, Runtime

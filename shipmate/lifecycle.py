@@ -128,8 +128,8 @@ def stop_apps(settings: Settings) -> int:
 
 def router_pid(settings: Settings) -> int | None:
     """The PID of the router daemon serving `settings.home`, if one runs."""
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
+    from shipmate.router import lifecycle as remote
+    from shipmate.router.home import Paths
 
     info = remote.running(Paths(settings.home))
     return None if info is None else info.pid
@@ -145,8 +145,8 @@ class Remains:
 
 
 def remains(settings: Settings) -> Remains:
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
+    from shipmate.router import lifecycle as remote
+    from shipmate.router.home import Paths
 
     info = remote.running(Paths(settings.home))
     counts: dict[str, int] = {}
@@ -169,8 +169,8 @@ def remains(settings: Settings) -> Remains:
 
 
 def stop_router(settings: Settings) -> None:
-    from shipmate.router import remote
-    from shipmate.router.daemon import Paths
+    from shipmate.router import lifecycle as remote
+    from shipmate.router.home import Paths
 
     remote.stop(Paths(settings.home))
 

@@ -19,8 +19,8 @@ from shipmate.bootstrap import build_context
 from shipmate.common.addresses import join_host_port, split_host_port
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
-from shipmate.router import remote as router_daemon
-from shipmate.router.daemon import Paths as RouterPaths
+from shipmate.router import lifecycle as router_daemon
+from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.services import builds, promotions
 

@@ -1,25 +1,25 @@
 """HTTP/1.1 wire format for the router: just enough parsing to frame messages and relay them.
 
 The router never interprets bodies; it only needs to know where each message ends so that it
-can keep connections alive on both sides. Parsing is deliberately strict (RFC 9112): anything a
-second parser could read differently (bare CR/LF, obs-fold, Content-Length together with
-Transfer-Encoding, conflicting lengths) is rejected, because a proxy and a backend disagreeing
-on message boundaries is how request smuggling starts.
+can keep connections alive on both sides. Heads are parsed by httptools (llhttp, Node's
+parser), with none of its leniencies: anything a second parser could read differently (bare
+CR/LF, obs-fold, Content-Length together with Transfer-Encoding, repeated lengths) is
+rejected, because a proxy and a backend disagreeing on message boundaries is how request
+smuggling starts. (relays.py streams the bodies
+the stream path relays, reading the chunked framing itself.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
-from typing import Protocol
+
+import httptools
 
 CRLF = b"\r\n"
 HEAD_END = b"\r\n\r\n"
 # Upper bound for a request/response head and for a chunk-size line; also the StreamReader limit.
 MAX_HEAD = 64 * 1024
-# Size of each read when streaming a body; bounds the memory one exchange holds at a time.
-READ_CHUNK = 64 * 1024
 
 # Headers that describe one connection, not the message (RFC 9110 7.6.1); never forwarded.
 HOP_BY_HOP = frozenset(
@@ -36,14 +36,13 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 # Methods safe to send twice (RFC 9110 9.2.2): only these are replayed when a kept-alive
 # connection dies after the request was written but before any response byte came back.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-# Header names already seen to be valid tokens -> lower-cased: checking and lowering the same
-# few names on every message is most of the cost of parsing a head.
+# httptools' version strings -> the router's.
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+# Header names already seen -> lower-cased: the same few names come on every message.
 _NAMES: dict[bytes, bytes] = {}
 
 # How a message body is delimited.
@@ -64,23 +63,6 @@ class ProtocolError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
-
-
-class RelayError(Exception):
-    """Streaming a body failed; `side` says whose fault it was ("client" or "upstream")."""
-
-    def __init__(self, side: str, reason: str) -> None:
-        super().__init__(f"{side}: {reason}")
-        self.side = side
-        self.reason = reason
-
-
-class Sink(Protocol):
-    """The part of asyncio.StreamWriter a relay writes to."""
-
-    def write(self, data: bytes) -> None: ...
-
-    async def drain(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -110,29 +92,77 @@ class Response:
     connection_tokens: frozenset[bytes]
 
 
-def _split_head(head: bytes) -> tuple[bytes, list[Header]]:
-    """Split a head (ending in CRLFCRLF) into its start line and headers."""
-    crlfs = head.count(CRLF)
-    if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
-        raise ProtocolError("bare CR or LF in message head")
-    if b"\x00" in head:
-        raise ProtocolError("NUL in message head")
-    lines = head[:-4].split(CRLF)
-    headers: list[Header] = []
-    names = _NAMES
-    for line in lines[1:]:
-        colon = line.find(b":")
-        name = line[:colon]
-        lowered = names.get(name)
+class _Reader:
+    """httptools' parser for the messages of one connection, one after the other. Kept for the
+    next message, it costs a fraction of a new one; `usable` turns False once it can no longer
+    follow the connection (an error, an upgrade, a body it was not given), and a new one is
+    then needed. `read(head)` takes a head ending in CRLFCRLF; `body(data)` the bytes of the
+    body that follows it, all of them, so the parser is at the next message afterwards."""
+
+    __slots__ = ("complete", "headers", "parser", "status", "url", "usable")
+
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.status = b""
+        self.headers: list[Header] = []
+        self.complete = False
+        self.usable = True
+
+    # --- httptools' callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.status = b""
+        self.headers = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_status(self, status: bytes) -> None:
+        self.status += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        value = value.rstrip(b" \t")
+        lowered = _NAMES.get(name)
         if lowered is None:
-            # A leading space/tab (obs-fold) or whitespace before the colon fails the check.
-            if colon <= 0 or not _TOKEN.fullmatch(name):
-                raise ProtocolError("malformed header line")
             lowered = name.lower()
-            if len(names) < 4096:
-                names[name] = lowered
-        headers.append((lowered, line[colon + 1 :].strip(b" \t"), line))
-    return lines[0], headers
+            if len(_NAMES) < 4096:
+                _NAMES[name] = lowered
+        self.headers.append((lowered, value, name + b": " + value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+    # --- feeding -------------------------------------------------------------------------------
+
+    def _feed_head(self, head: bytes, what: str) -> None:
+        if not self.usable:
+            raise ProtocolError(f"the {what} parser cannot follow this connection any more")
+        self.complete = False
+        try:
+            self.parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            # The head is whole; what follows belongs to another protocol (101, CONNECT).
+            self.usable = False
+        except httptools.HttpParserError as exc:
+            self.usable = False
+            # llhttp refuses a request's Transfer-Encoding other than chunked only once the
+            # head is complete; the checks after this give that case its own status (501).
+            if not self.complete:
+                reason = str(exc).strip().rstrip(".") or f"malformed {what}"
+                raise ProtocolError(reason[:1].lower() + reason[1:]) from None
+        if not self.complete:
+            self.usable = False
+            raise ProtocolError(f"incomplete {what} head")
+
+    def body(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.usable = False
 
 
 def _tokens(value: bytes) -> set[bytes]:
@@ -140,32 +170,43 @@ def _tokens(value: bytes) -> set[bytes]:
 
 
 def _content_length(values: list[bytes]) -> int:
-    if len(values) == 1 and _DIGITS.fullmatch(values[0]):
-        return int(values[0])  # the usual case, and a valid one
-    # Several Content-Length headers (or a list) are allowed only when they all agree.
-    found: set[bytes] = set()
-    for value in values:
-        found.update(v.strip(b" \t") for v in value.split(b","))
-    if len(found) != 1:
-        raise ProtocolError("conflicting Content-Length")
-    (text,) = found
-    if not _DIGITS.fullmatch(text):
+    # llhttp refuses a repeated Content-Length and anything but digits; this is the check
+    # of the value itself, kept so that no length the router acts on goes unchecked.
+    if len(values) != 1 or not _DIGITS.fullmatch(values[0]):
         raise ProtocolError("invalid Content-Length")
-    return int(text)
+    return int(values[0])
 
 
 def _only_chunked(te: bytes) -> bool:
     return [c.strip(b" \t").lower() for c in te.split(b",")] == [b"chunked"]
 
 
+class RequestReader(_Reader):
+    """The requests of one client connection."""
+
+    __slots__ = ()
+
+    parser: httptools.HttpRequestParser
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser = httptools.HttpRequestParser(self)
+
+    def read(self, head: bytes) -> Request:
+        self._feed_head(head, "request")
+        version = _VERSIONS.get(self.parser.get_http_version())
+        if version is None:
+            self.usable = False
+            raise ProtocolError("unsupported HTTP version", 505)
+        return _request(self.parser.get_method(), self.url, version, self.headers)
+
+
 def parse_request(head: bytes) -> Request:
-    start, headers = _split_head(head)
-    parts = start.split(b" ")
-    if len(parts) != 3 or not parts[1] or not _TOKEN.fullmatch(parts[0]):
-        raise ProtocolError("malformed request line")
-    method, target, version = parts
-    if version != b"HTTP/1.1" and version != b"HTTP/1.0":
-        raise ProtocolError("unsupported HTTP version", 505)
+    """A request head (ending in CRLFCRLF), parsed by httptools (llhttp)."""
+    return RequestReader().read(head)
+
+
+def _request(method: bytes, target: bytes, version: bytes, headers: list[Header]) -> Request:
 
     host: bytes | None = None
     te: bytes | None = None
@@ -227,15 +268,33 @@ def parse_request(head: bytes) -> Request:
     )
 
 
+class ResponseReader(_Reader):
+    """The responses on one connection to a process. A response to HEAD has a body by its
+    head but none on the wire, which the parser cannot be told: drop the reader after one."""
+
+    __slots__ = ()
+
+    parser: httptools.HttpResponseParser
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser = httptools.HttpResponseParser(self)
+
+    def read(self, head: bytes) -> Response:
+        self._feed_head(head, "response")
+        version = _VERSIONS.get(self.parser.get_http_version())
+        if version is None:
+            self.usable = False
+            raise ProtocolError("malformed status line")
+        return _response(self.parser.get_status_code(), self.status, version, self.headers)
+
+
 def parse_response(head: bytes) -> Response:
-    start, headers = _split_head(head)
-    parts = start.split(b" ", 1)
-    if len(parts) != 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise ProtocolError("malformed status line")
-    version, rest = parts
-    code = rest[:3]
-    if not code.isdigit() or (len(rest) > 3 and rest[3:4] != b" "):
-        raise ProtocolError("malformed status line")
+    """A response head (ending in CRLFCRLF), parsed by httptools (llhttp)."""
+    return ResponseReader().read(head)
+
+
+def _response(status: int, reason: bytes, version: bytes, headers: list[Header]) -> Response:
     te: bytes | None = None
     lengths: list[bytes] = []
     tokens: set[bytes] = set()
@@ -250,15 +309,15 @@ def parse_response(head: bytes) -> Response:
     length: int | None = None
     close = version == b"HTTP/1.0" or b"close" in tokens
     if te is not None:
-        # Transfer-Encoding wins over Content-Length; a coding other than a final "chunked"
-        # means the body runs to the end of the connection (RFC 9112 6.3).
+        # A coding other than a final "chunked" means the body runs to the end of the
+        # connection (RFC 9112 6.3).
         chunked = te.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
         close = close or not chunked
     elif lengths:
         length = _content_length(lengths)
     return Response(
-        status=int(code),
-        status_line_rest=rest if len(rest) > 3 else rest + b" ",
+        status=status,
+        status_line_rest=b"%d %b" % (status, reason),
         version=version,
         headers=headers,
         chunked=chunked,
@@ -282,169 +341,3 @@ def response_body(method: bytes, resp: Response) -> int:
 
 def build_head(start: bytes, lines: list[bytes]) -> bytes:
     return CRLF.join([start, *lines, b"", b""])
-
-
-def describe(exc: BaseException) -> str:
-    """A short human reason for a socket error, for the router's error pages."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, BrokenPipeError):
-        return "connection closed"
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "connection closed"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
-
-# --- body relays -------------------------------------------------------------------------
-# Each relay reads from `src` and writes to `dst`, raising RelayError naming the side at
-# fault. Reads carry a timeout so that a stalled peer cannot hold an exchange forever.
-
-
-async def _read(reader: asyncio.StreamReader, n: int, side: str, timeout: float | None) -> bytes:
-    try:
-        async with asyncio.timeout(timeout):
-            data = await reader.read(n)
-    except TimeoutError:
-        raise RelayError(side, f"no data for {timeout:g}s") from None
-    except OSError as exc:
-        raise RelayError(side, describe(exc)) from None
-    if not data:
-        raise RelayError(side, "connection closed in the middle of a body")
-    return data
-
-
-async def read_exactly(
-    reader: asyncio.StreamReader, n: int, side: str, timeout: float | None
-) -> bytes:
-    try:
-        async with asyncio.timeout(timeout):
-            return await reader.readexactly(n)
-    except TimeoutError:
-        raise RelayError(side, f"no data for {timeout:g}s") from None
-    except asyncio.IncompleteReadError:
-        raise RelayError(side, "connection closed in the middle of a body") from None
-    except OSError as exc:
-        raise RelayError(side, describe(exc)) from None
-
-
-async def _readline(reader: asyncio.StreamReader, side: str, timeout: float | None) -> bytes:
-    try:
-        async with asyncio.timeout(timeout):
-            return await reader.readuntil(CRLF)
-    except TimeoutError:
-        raise RelayError(side, f"no data for {timeout:g}s") from None
-    except asyncio.IncompleteReadError:
-        raise RelayError(side, "connection closed in the middle of a body") from None
-    except asyncio.LimitOverrunError:
-        raise RelayError(side, "chunk line too long") from None
-    except OSError as exc:
-        raise RelayError(side, describe(exc)) from None
-
-
-async def write(dst: Sink, data: bytes, side: str) -> None:
-    try:
-        dst.write(data)
-        await dst.drain()
-    except OSError as exc:
-        raise RelayError(side, describe(exc)) from None
-
-
-async def relay_length(
-    src: asyncio.StreamReader,
-    dst: Sink,
-    length: int,
-    sides: tuple[str, str],
-    timeout: float | None,
-) -> None:
-    remaining = length
-    while remaining:
-        data = await _read(src, min(remaining, READ_CHUNK), sides[0], timeout)
-        remaining -= len(data)
-        await write(dst, data, sides[1])
-
-
-async def relay_chunked(
-    src: asyncio.StreamReader,
-    dst: Sink,
-    sides: tuple[str, str],
-    timeout: float | None,
-    *,
-    dechunk: bool = False,
-) -> None:
-    """Relay a chunked body; re-chunked as it goes (chunk boundaries carry no meaning), or
-    de-chunked for an HTTP/1.0 client that cannot read chunked encoding."""
-    src_side, dst_side = sides
-    while True:
-        line = await _readline(src, src_side, timeout)
-        size_text = line[:-2].split(b";", 1)[0].strip(b" \t")
-        if not _HEX.fullmatch(size_text):
-            raise RelayError(src_side, "malformed chunk size")
-        size = int(size_text, 16)
-        if size == 0:
-            trailers: list[bytes] = []
-            while True:
-                line = await _readline(src, src_side, timeout)
-                if line == CRLF:
-                    break
-                trailers.append(line)
-            if not dechunk:
-                await write(dst, b"0\r\n" + b"".join(trailers) + CRLF, dst_side)
-            return
-        remaining = size
-        while remaining:
-            data = await _read(src, min(remaining, READ_CHUNK), src_side, timeout)
-            remaining -= len(data)
-            if dechunk:
-                await write(dst, data, dst_side)
-            else:
-                await write(dst, b"%x\r\n%b\r\n" % (len(data), data), dst_side)
-        if await read_exactly(src, 2, src_side, timeout) != CRLF:
-            raise RelayError(src_side, "malformed chunk")
-
-
-async def relay_until_eof(
-    src: asyncio.StreamReader,
-    dst: Sink,
-    sides: tuple[str, str],
-    timeout: float | None,
-    *,
-    chunk: bool,
-) -> None:
-    """Relay a close-delimited response body, chunk-encoding it when the client connection is
-    to stay open (the end of the body can then no longer be signalled by closing)."""
-    src_side, dst_side = sides
-    while True:
-        try:
-            async with asyncio.timeout(timeout):
-                data = await src.read(READ_CHUNK)
-        except TimeoutError:
-            raise RelayError(src_side, f"no data for {timeout:g}s") from None
-        except OSError as exc:
-            raise RelayError(src_side, describe(exc)) from None
-        if not data:
-            if chunk:
-                await write(dst, b"0\r\n\r\n", dst_side)
-            return
-        await write(dst, b"%x\r\n%b\r\n" % (len(data), data) if chunk else data, dst_side)
-
-
-class NullSink:
-    """Swallows a body the router must read but not forward (e.g. before an error page), up to
-    a cap past which it gives up so that a client cannot keep the router reading forever."""
-
-    def __init__(self, cap: int) -> None:
-        self.left = cap
-
-    def write(self, data: bytes) -> None:
-        self.left -= len(data)
-        if self.left < 0:
-            raise BrokenPipeError("body too large to discard")
-
-    async def drain(self) -> None:
-        return None

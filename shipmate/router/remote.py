@@ -1,45 +1,22 @@
-"""The router daemon seen from the rack: `RemoteRoutes` for the runtime, and finding, starting
-and stopping the daemon (see daemon.py for the process itself and its admin API)."""
+"""The admin client: `RemoteRoutes`, the `Routes` the runtime uses, over the router daemon's
+admin socket (admin.py is the other end; lifecycle.py starts and stops the daemon)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import os
-import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from shipmate.domain.errors import ShipmateError
-from shipmate.router.daemon import SERVICE, Paths
+from shipmate.router.errors import RouterError
 
-log = logging.getLogger("shipmate.router")
+__all__ = ["RemoteRoutes", "RouterError"]
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 # How long a routing change is retried while the router cannot be reached (a router being
 # restarted answers again well within this).
 RETRY_FOR = 15.0
-
-
-class RouterError(ShipmateError):
-    """The router refused a change or could not be reached."""
-
-
-@dataclass(frozen=True)
-class RouterInfo:
-    pid: int
-    url: str
-    started: str
 
 
 class RemoteRoutes:
@@ -112,167 +89,3 @@ class RemoteRoutes:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-# --- the daemon's lifecycle, for `rack start` and `rack stop --all` ------------------------------
-
-
-def health(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The router's answer on the admin socket, or None when nothing answers there."""
-    if not paths.socket.exists():
-        return None
-    transport = httpx.HTTPTransport(uds=str(paths.socket))
-    try:
-        with httpx.Client(transport=transport, base_url="http://router", timeout=timeout) as c:
-            resp = c.get("/health")
-        answer = resp.json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    if resp.status_code != 200 or not isinstance(answer, dict) or answer.get("service") != SERVICE:
-        return None
-    return answer
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    # A recycled PID can name any program; /proc tells whether it is still a router.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return True
-    return b"shipmate.router" in cmdline
-
-
-def running(paths: Paths) -> RouterInfo | None:
-    """The router named by router.json, when that process is alive and answers as a router."""
-    try:
-        data = json.loads(paths.info.read_text())
-        pid = int(data["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not _alive(pid):
-        return None
-    answer = health(paths)
-    if answer is None or answer.get("pid") != pid:
-        return None
-    return RouterInfo(pid=pid, url=str(answer["url"]), started=str(answer.get("started", "")))
-
-
-def _same_address(url: str, listen: str) -> bool:
-    """Whether a router at `url` is what `--router listen` asks for (port 0: any port)."""
-    host, _, port = listen.rpartition(":")
-    parsed = urlsplit(url)
-    same_host = (host.strip("[]") or "127.0.0.1") == parsed.hostname
-    return same_host and (port in ("0", "") or int(port) == parsed.port)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except OSError:
-        return f"see {path}"
-    for line in reversed(lines):
-        if line.startswith("ERROR: "):
-            return line.removeprefix("ERROR: ")
-    return lines[-1] if lines else f"see {path}"
-
-
-def start(
-    paths: Paths, listen: str, domain: str = "localhost", *, workers: int | None = None
-) -> RouterInfo:
-    """Start the daemon detached from the caller (its own session, so it outlives the rack
-    and signals sent to the rack's group never reach it); return once it answers."""
-    paths.home.mkdir(parents=True, exist_ok=True)
-    with paths.log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shipmate.router",
-                "--home",
-                str(paths.home),
-                "--listen",
-                listen,
-                "--domain",
-                domain,
-                *(["--workers", str(workers)] if workers else []),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RouterError(f"the router did not start: {_last_line(paths.log)}")
-        info = running(paths)
-        if info is not None and info.pid == process.pid:
-            return info
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise RouterError(f"the router did not answer within {START_TIMEOUT:g}s; see {paths.log}")
-
-
-def ensure(paths: Paths, listen: str, domain: str = "localhost") -> tuple[RouterInfo, bool]:
-    """The running router (adopted) or a new one; True when adopted.
-
-    A running router is kept even when `listen` asks for another address: replacing it would
-    cut the connections it is serving, which is exactly what running it apart avoids. The
-    rack logs the difference; `shipmate rack stop --all` then `rack start` moves it.
-    """
-    info = running(paths)
-    if info is not None:
-        if not _same_address(info.url, listen):
-            log.warning(
-                "router: already running at %s (pid %d), not at %s as asked; keeping it "
-                "(`shipmate rack stop --all` then `rack start` to move it)",
-                info.url,
-                info.pid,
-                listen,
-            )
-        return info, True
-    return start(paths, listen, domain), False
-
-
-def stop(paths: Paths, timeout: float = STOP_TIMEOUT) -> RouterInfo | None:
-    """Stop the running router (SIGTERM: requests in flight finish); None if none ran."""
-    info = running(paths)
-    if info is None:
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(info.pid):
-            return info
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGKILL)
-    return info
-
-
-async def supervise(paths: Paths, url: str, interval: float = 2.0) -> None:
-    """Start the router again, on the same address, whenever it is found not running (the
-    rack runs this for as long as it lives; the table comes back from routes.json)."""
-    parsed = urlsplit(url)
-    listen = f"{parsed.hostname}:{parsed.port}"
-    while True:
-        await asyncio.sleep(interval)
-        if await asyncio.to_thread(running, paths) is not None:
-            continue
-        log.warning("router: not running; starting it again on %s", listen)
-        try:
-            info = await asyncio.to_thread(start, paths, listen)
-        except RouterError as exc:
-            log.error("router: %s", exc)
-        else:
-            log.info("router: running again (pid %d)", info.pid)

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shipmate.common.addresses import split_host_port
 from shipmate.router.proxy import Router
 from shipmate.router.table import RouteTable
 
@@ -224,11 +225,11 @@ class Workers:
 
 
 async def _work(fd: int, listen: str, domain: str) -> None:
-    host, _, port = listen.rpartition(":")
+    host, port = split_host_port(listen)
     table = RouteTable()
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    router = Router(table, host.strip("[]"), int(port), domain, reuse_port=True)
+    router = Router(table, host, port, domain, reuse_port=True)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -249,7 +250,7 @@ async def _work(fd: int, listen: str, domain: str) -> None:
             op, ident = message.get("op"), message.get("id")
             if op == "routes":
                 table.load(message["routes"])
-                if router._server is None:
+                if not router.listening:
                     await router.start()
                 answer({"id": ident})
             elif op == "drained":

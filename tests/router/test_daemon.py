@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipmate.router import remote
-from shipmate.router.daemon import Paths
+from shipmate.router import lifecycle
+from shipmate.router.home import Paths
 from shipmate.router.remote import RemoteRoutes, RouterError
 from tests.integration.conftest import start_rack, stop_rack
 from tests.router.test_router import Backend, free_port
@@ -34,7 +34,7 @@ def paths(tmp_path: Path) -> Iterator[Paths]:
     try:
         yield paths
     finally:
-        remote.stop(paths)
+        lifecycle.stop(paths)
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def get(url: str, path: str = "/") -> httpx.Response:
 
 def test_admin_round_trip(paths: Paths, backends: tuple[Backend, Backend]) -> None:
     a, b = backends
-    info = remote.start(paths, "127.0.0.1:0")
-    assert remote.running(paths) == info
+    info = lifecycle.start(paths, "127.0.0.1:0")
+    assert lifecycle.running(paths) == info
     assert json.loads(paths.info.read_text())["pid"] == info.pid
     # Only the owner may change routing.
     assert stat.S_IMODE(paths.socket.stat().st_mode) == 0o600
@@ -103,35 +103,35 @@ def test_admin_round_trip(paths: Paths, backends: tuple[Backend, Backend]) -> No
 
 
 def test_a_second_router_on_the_same_home_refuses(paths: Paths) -> None:
-    first = remote.start(paths, "127.0.0.1:0")
+    first = lifecycle.start(paths, "127.0.0.1:0")
     with pytest.raises(RouterError, match="a router is already running on"):
-        remote.start(paths, "127.0.0.1:0")
-    assert remote.running(paths) == first
+        lifecycle.start(paths, "127.0.0.1:0")
+    assert lifecycle.running(paths) == first
     # ensure() adopts the running router, whatever address is asked for.
-    assert remote.ensure(paths, f"127.0.0.1:{free_port()}") == (first, True)
+    assert lifecycle.ensure(paths, f"127.0.0.1:{free_port()}") == (first, True)
 
 
 def test_a_busy_port_is_one_line(paths: Paths) -> None:
-    info = remote.start(paths, "127.0.0.1:0")
+    info = lifecycle.start(paths, "127.0.0.1:0")
     other = Paths(paths.home / "other")
     port = info.url.rsplit(":", 1)[1]
     with pytest.raises(RouterError, match=rf"cannot listen on 127.0.0.1:{port} for the router"):
-        remote.start(other, f"127.0.0.1:{port}")
-    assert remote.running(other) is None
+        lifecycle.start(other, f"127.0.0.1:{port}")
+    assert lifecycle.running(other) is None
 
 
 def test_table_survives_a_restart(paths: Paths, backends: tuple[Backend, Backend]) -> None:
     a, b = backends
-    first = remote.start(paths, "127.0.0.1:0")
+    first = lifecycle.start(paths, "127.0.0.1:0")
     call(paths, "set_backends", "myapp", "web", [a.addr, b.addr])
     call(paths, "declare", "myapp", "worker")
     saved = json.loads(paths.routes.read_text())
     assert saved["routes"] == {"myapp": {"web": [a.addr, b.addr], "worker": []}}
-    assert remote.stop(paths) == first
+    assert lifecycle.stop(paths) == first
     assert not paths.info.exists() and not paths.socket.exists()
 
     port = first.url.rsplit(":", 1)[1]
-    again = remote.start(paths, f"127.0.0.1:{port}")
+    again = lifecycle.start(paths, f"127.0.0.1:{port}")
     assert again.pid != first.pid and again.url == first.url
     # Serves the saved table at once, before anyone has spoken to it.
     assert {get(again.url).headers["x-backend"] for _ in range(4)} == {"a", "b"}
@@ -140,7 +140,7 @@ def test_table_survives_a_restart(paths: Paths, backends: tuple[Backend, Backend
 
 def test_a_damaged_table_is_set_aside(paths: Paths) -> None:
     paths.routes.write_text("{half a file")
-    info = remote.start(paths, "127.0.0.1:0")
+    info = lifecycle.start(paths, "127.0.0.1:0")
     assert get(info.url).status_code == 404
     assert paths.routes.with_name("routes.json.bad").read_text() == "{half a file"
     assert json.loads(paths.routes.read_text())["routes"] == {}
@@ -148,7 +148,7 @@ def test_a_damaged_table_is_set_aside(paths: Paths) -> None:
 
 def test_draining_across_processes(paths: Paths, backends: tuple[Backend, Backend]) -> None:
     a, b = backends
-    info = remote.start(paths, "127.0.0.1:0")
+    info = lifecycle.start(paths, "127.0.0.1:0")
     call(paths, "set_backends", "myapp", "web", [a.addr])
     assert call(paths, "wait_drained", a.addr, 5.0) is True  # nothing in flight
 
@@ -173,7 +173,7 @@ def test_every_router_process_follows_the_table(
     paths: Paths, backends: tuple[Backend, Backend]
 ) -> None:
     a, b = backends
-    info = remote.start(paths, "127.0.0.1:0", workers=3)
+    info = lifecycle.start(paths, "127.0.0.1:0", workers=3)
     health = httpx.Client(transport=httpx.HTTPTransport(uds=str(paths.socket)))
     with health:
         workers = health.get("http://router/health").json()["workers"]
@@ -198,7 +198,7 @@ def test_every_router_process_follows_the_table(
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert served() == {"b"}
-    assert remote.stop(paths) == info
+    assert lifecycle.stop(paths) == info
     for pid in now:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -213,7 +213,7 @@ def test_stops_when_its_home_disowns_it(paths: Paths) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while remote.running(paths) is None:
+        while lifecycle.running(paths) is None:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         paths.info.unlink()
@@ -284,7 +284,7 @@ def test_router_serves_while_the_rack_is_killed_and_restarted(tmp_path: Path) ->
     try:
         rack.deploy("myapp")
         router_url = rack.info["router"]
-        router = remote.running(Paths(tmp_path))
+        router = lifecycle.running(Paths(tmp_path))
         assert router is not None and router.url == router_url
         load = Load(router_url, "web.myapp.localhost")
         time.sleep(1)
@@ -298,7 +298,7 @@ def test_router_serves_while_the_rack_is_killed_and_restarted(tmp_path: Path) ->
         (tmp_path / "rack.json").unlink()
         rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:1")
         assert rack.info["router"] == router_url
-        assert remote.running(Paths(tmp_path)) == router
+        assert lifecycle.running(Paths(tmp_path)) == router
         assert "already running at" in (tmp_path / "rack.log").read_text()
         time.sleep(1)
 
@@ -309,14 +309,14 @@ def test_router_serves_while_the_rack_is_killed_and_restarted(tmp_path: Path) ->
         assert load.count() > served
         results = load.finish()
         load = None
-        assert remote.running(Paths(tmp_path)) == router
+        assert lifecycle.running(Paths(tmp_path)) == router
 
         # A router that dies while the rack runs is started again on its address, with its
         # table (requests fail only in the gap).
         rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
         os.kill(router.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while (again := remote.running(Paths(tmp_path))) is None or again.pid == router.pid:
+        while (again := lifecycle.running(Paths(tmp_path))) is None or again.pid == router.pid:
             assert time.monotonic() < deadline, "the rack did not start the router again"
             time.sleep(0.1)
         assert again.url == router_url
@@ -325,7 +325,7 @@ def test_router_serves_while_the_rack_is_killed_and_restarted(tmp_path: Path) ->
         if load is not None:
             load.finish()
         stop_rack(rack)
-    assert remote.running(Paths(tmp_path)) is None
+    assert lifecycle.running(Paths(tmp_path)) is None
     failures = [r for r in results if r != "ok"]
     assert not failures, f"{len(failures)} of {len(results)} failed: {failures[:5]}"
     assert len(results) > 50

@@ -56,6 +56,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", self.server.name)
+        self.send_header("X-Peer", str(self.client_address[1]))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -95,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", self.server.name)
         self.send_header("X-Request-Chunked", self.headers.get("Transfer-Encoding", "no"))
+        self.send_header("X-Peer", str(self.client_address[1]))
         self.end_headers()
         self.wfile.write(body)
 
@@ -289,6 +291,18 @@ def test_chunked_request_body(
     assert resp.content == b"".join(pieces)
 
 
+def test_one_pool_for_both_paths(
+    table: RouteTable, backends: tuple[Backend, Backend], client: httpx.Client
+) -> None:
+    table.set_backends("myapp", "web", [backends[0].addr])
+    first = client.get("/")  # the fast path opens a connection to the process
+    streamed = client.post("/", content=iter([b"x" * 10]))  # chunked: the stream path
+    again = client.get("/")
+    assert streamed.headers["x-request-chunked"] == "chunked"
+    # One connection upstream served all three: the paths take it from the same pool.
+    assert first.headers["x-peer"] == streamed.headers["x-peer"] == again.headers["x-peer"]
+
+
 def test_response_framings(
     table: RouteTable, backends: tuple[Backend, Backend], client: httpx.Client
 ) -> None:
@@ -317,6 +331,27 @@ def test_http10_and_pipelining(
         b"Connection: close\r\n\r\nxyz",
     )
     assert two.count(b"HTTP/1.1 200 OK") == 2 and two.endswith(b"\r\n\r\nxyz")
+
+
+def test_kept_alive_parsers_follow_every_message(
+    table: RouteTable, backends: tuple[Backend, Backend], router: RouterThread
+) -> None:
+    # The fast path keeps one parser per connection on both sides: each must stand at the
+    # next message after bodies in pieces, a HEAD (a length announced, no body) and more.
+    table.set_backends("myapp", "web", [backends[0].addr])
+    host = b"Host: web.myapp.localhost\r\n"
+    with socket.create_connection(("127.0.0.1", router.router.port), timeout=5) as s:
+        s.sendall(b"GET /a HTTP/1.1\r\n" + host + b"\r\nPOST /b HTTP/1.1\r\n" + host)
+        for piece in (b"Content-Length: 6\r\n\r\n", b"ab", b"cd", b"efHEAD /c HTTP/1.1\r\n"):
+            time.sleep(0.05)
+            s.sendall(piece)
+        s.sendall(host + b"\r\nGET /d HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK") == 4
+    assert b"\r\n\r\nabcdef" in answer
+    assert answer.count(b'"path": "/a"') == 1 and answer.count(b'"path": "/d"') == 1
 
 
 def test_expect_continue(
