@@ -24,7 +24,9 @@ fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 
-if ! shipmate rack >/dev/null 2>&1; then
+# `shipmate rack` answers for a stopped rack too (Status stopped): ask for its status.
+status=$(shipmate rack --json 2>/dev/null | python -c 'import json,sys; print(json.load(sys.stdin).get("status", ""))' || true)
+if [ "$status" != "running" ]; then
   shipmate rack start --detach
 fi
 shipmate apps info -a hello >/dev/null 2>&1 || shipmate apps create hello
