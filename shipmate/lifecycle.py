@@ -58,10 +58,20 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
     """Start the rack in a new session, its output to rack.log; return once it answers."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.rack_file.unlink(missing_ok=True)
+    home = settings.home.resolve()
+    # Started from any directory: -P keeps the current directory off sys.path (a `shipmate/`
+    # folder or a `yaml.py` there would shadow the rack's own imports), and the rack runs in
+    # its home, so it holds no user directory busy. Relative paths were the caller's: made
+    # absolute before the directory changes under them.
+    env = {**os.environ, "SHIPMATE_HOME": str(home)}
+    env["SHIPMATE_DATABASE_URL"] = _absolute_sqlite(settings.database_url)
     with settings.log_file.open("ab") as log:
+        # Only what this start writes can say why it failed: older starts wrote above it.
+        offset = log.seek(0, os.SEEK_END)
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-m",
                 "shipmate.cli.main",
                 "rack",
@@ -74,6 +84,8 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
                 *(["--tls-key", settings.tls_key] if settings.tls_key else []),
                 *(["--insecure"] if insecure else []),
             ],
+            cwd=home,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,8 +93,10 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
         )
 
     def answered() -> dict[str, str] | None:
-        if process.poll() is not None:
-            raise ShipmateError(f"the rack did not start: {_last_error(settings)}")
+        code = process.poll()
+        if code is not None:
+            reason = start_failure(settings.log_file, offset, code)
+            raise ShipmateError(f"the rack did not start: {reason} (see {settings.log_file})")
         if not settings.rack_file.exists():
             return None
         # The rack writes rack.json once its API listens, and atomically.
@@ -99,15 +113,34 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
     return Started(process.pid, info["api"], info["router"], settings.log_file)
 
 
-def _last_error(settings: Settings) -> str:
+def _absolute_sqlite(url: str) -> str:
+    prefix = "sqlite:///"
+    path = url[len(prefix) :] if url.startswith(prefix) else ""
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return url
+    return prefix + os.path.abspath(path)
+
+
+def start_failure(log_file: Path, offset: int, code: int) -> str:
+    """Why a process that wrote its output to `log_file` from `offset` on exited at start:
+    its last `ERROR:` line, else the exception a traceback ends with, else its last line."""
     try:
-        lines = [line for line in settings.log_file.read_text().splitlines() if line.strip()]
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
     except OSError:
-        return "no log"
+        text = ""
+    lines = [line for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("ERROR: "):
             return line.removeprefix("ERROR: ")
-    return lines[-1] if lines else f"see {settings.log_file}"
+    tracebacks = [i for i, line in enumerate(lines) if line.startswith("Traceback (")]
+    if tracebacks:
+        # The exception is the first line after the frames that is not indented.
+        for line in lines[tracebacks[-1] + 1 :]:
+            if not line[0].isspace():
+                return line
+    return lines[-1] if lines else f"it exited with code {code} before writing anything"
 
 
 def stop_rack(pid: int) -> None:
