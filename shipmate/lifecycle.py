@@ -14,15 +14,20 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from shipmate.common.files import atomic_write
 from shipmate.common.pids import pid_alive, same_process
 from shipmate.common.waiting import WaitTimeout, poll_until
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
+
+if TYPE_CHECKING:
+    from shipmate.services.ports import UnitOfWork
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -143,13 +148,101 @@ def start_failure(log_file: Path, offset: int, code: int) -> str:
     return lines[-1] if lines else f"it exited with code {code} before writing anything"
 
 
-def stop_rack(pid: int) -> None:
-    """SIGTERM the rack and wait for it to exit (it finishes its requests first)."""
-    os.kill(pid, signal.SIGTERM)
+# How long a graceful stop waits for the promotions and builds running (`rack stop --timeout`).
+STOP_WAIT = 60.0
+
+
+def stop_request_file(settings: Settings) -> Path:
+    """How `rack stop` tells the rack what its SIGTERM asks: the wait's bound, or --force."""
+    return settings.home / "stop.json"
+
+
+def read_stop_request(settings: Settings, pid: int) -> tuple[float, bool]:
+    """(bound of the wait, force) asked of the rack `pid`; a plain SIGTERM (systemd, kill)
+    asks for the default graceful stop. The request is used once."""
+    path = stop_request_file(settings)
     try:
-        poll_until(lambda: not pid_alive(pid), STOP_TIMEOUT, what=f"the rack (pid {pid})")
+        request = json.loads(path.read_text())
+        path.unlink(missing_ok=True)
+        if int(request["pid"]) == pid:
+            return float(request["timeout"]), bool(request["force"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return STOP_WAIT, False
+
+
+@dataclass(frozen=True)
+class Work:
+    """A promotion or a build a rack is running: what a graceful stop waits for."""
+
+    kind: str  # "promotion" or "build"
+    app: str
+    id: str  # the release promoted, or the build
+
+    def __str__(self) -> str:
+        if self.kind == "promotion":
+            return f"the promotion of {self.id} of app {self.app}"
+        return f"build {self.id} of app {self.app}"
+
+
+def unfinished_work(uow: UnitOfWork) -> list[Work]:
+    """The promotions and builds the state store says are not finished."""
+    found = [Work("promotion", p.app, p.release_id) for p in uow.promotions.unfinished()]
+    found += [Work("build", b.app, b.id) for b in uow.builds.unfinished()]
+    return found
+
+
+def stop_rack(
+    settings: Settings,
+    pid: int,
+    *,
+    timeout: float = STOP_WAIT,
+    force: bool = False,
+    waiting: Callable[[Work], None] = lambda work: None,
+) -> list[Work]:
+    """SIGTERM the rack and wait for it to exit; return what it left unfinished.
+
+    The rack first finishes the promotions and builds running, for up to `timeout` seconds
+    (`waiting` is called once for each), then its requests; with `force` it interrupts them
+    (the next start reverts an interrupted promotion and fails an interrupted build).
+    """
+    from shipmate.store.db import Store
+
+    atomic_write(
+        stop_request_file(settings),
+        json.dumps({"pid": pid, "timeout": timeout, "force": force}).encode(),
+    )
+    os.kill(pid, signal.SIGTERM)
+    store = Store(settings.database_url)
+    seen: set[Work] = set()
+
+    def running() -> list[Work]:
+        try:
+            with store.unit_of_work() as uow:
+                return unfinished_work(uow)
+        except Exception:  # a store the CLI cannot read only costs the messages
+            return []
+
+    def stopped() -> bool:
+        if not pid_alive(pid):
+            return True
+        if not force:
+            for work in running():
+                if work not in seen:
+                    seen.add(work)
+                    waiting(work)
+        return False
+
+    try:
+        poll_until(stopped, timeout + STOP_TIMEOUT, interval=0.25, what=f"the rack (pid {pid})")
     except WaitTimeout:
-        raise ShipmateError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s") from None
+        raise ShipmateError(
+            f"the rack (pid {pid}) did not stop within {timeout + STOP_TIMEOUT:g}s"
+        ) from None
+    else:
+        return running()
+    finally:
+        store.close()
 
 
 def stop_apps(settings: Settings) -> int:
