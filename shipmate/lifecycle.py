@@ -213,10 +213,15 @@ def stop_rack(
         json.dumps({"pid": pid, "timeout": timeout, "force": force}).encode(),
     )
     os.kill(pid, signal.SIGTERM)
-    store = Store(settings.database_url)
+    try:
+        store: Store | None = Store(settings.database_url)
+    except Exception:  # a store the CLI cannot open only costs the messages
+        store = None
     seen: set[Work] = set()
 
     def running() -> list[Work]:
+        if store is None:
+            return []
         try:
             with store.unit_of_work() as uow:
                 return unfinished_work(uow)
@@ -242,7 +247,8 @@ def stop_rack(
     else:
         return running()
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def stop_apps(settings: Settings) -> int:
@@ -343,4 +349,5 @@ def state_store(settings: Settings) -> Iterator[StateStore]:
     try:
         yield store
     finally:
-        store.close()
+        if store is not None:
+            store.close()

@@ -127,6 +127,9 @@ class _Stop:
 
     def signalled(self) -> None:
         if self.api.state.stopping:
+            # Whatever it asks (`rack stop --force` during a graceful stop, Ctrl-C again),
+            # a second signal interrupts.
+            lifecycle.read_stop_request(self.settings, os.getpid())
             log.warning("stopping: interrupting what runs (a second signal)")
             self.server.should_exit = True
             return
@@ -139,6 +142,15 @@ class _Stop:
         self.task = asyncio.get_running_loop().create_task(self._wait(timeout))
 
     async def _wait(self, timeout: float) -> None:
+        try:
+            await self._wait_for_work(timeout)
+        except Exception:
+            log.exception("stopping: cannot tell what runs; stopping now")
+        finally:
+            # Whatever happened to the wait, the rack stops.
+            self.server.should_exit = True
+
+    async def _wait_for_work(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         seen: set[lifecycle.Work] = set()
         while work := self._running():
@@ -153,9 +165,8 @@ class _Stop:
                     ", ".join(str(item) for item in work),
                     timeout,
                 )
-                break
+                return
             await self.ctx.notifier.wait(min(0.5, max(deadline - time.monotonic(), 0.01)))
-        self.server.should_exit = True
 
     def _running(self) -> list[lifecycle.Work]:
         with self.ctx.store.unit_of_work() as uow:
