@@ -14,15 +14,20 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from shipmate.common.files import atomic_write
 from shipmate.common.pids import pid_alive, same_process
 from shipmate.common.waiting import WaitTimeout, poll_until
 from shipmate.config import Settings
 from shipmate.domain.errors import ShipmateError
+
+if TYPE_CHECKING:
+    from shipmate.services.ports import UnitOfWork
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -58,10 +63,20 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
     """Start the rack in a new session, its output to rack.log; return once it answers."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.rack_file.unlink(missing_ok=True)
+    home = settings.home.resolve()
+    # Started from any directory: -P keeps the current directory off sys.path (a `shipmate/`
+    # folder or a `yaml.py` there would shadow the rack's own imports), and the rack runs in
+    # its home, so it holds no user directory busy. Relative paths were the caller's: made
+    # absolute before the directory changes under them.
+    env = {**os.environ, "SHIPMATE_HOME": str(home)}
+    env["SHIPMATE_DATABASE_URL"] = _absolute_sqlite(settings.database_url)
     with settings.log_file.open("ab") as log:
+        # Only what this start writes can say why it failed: older starts wrote above it.
+        offset = log.seek(0, os.SEEK_END)
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-m",
                 "shipmate.cli.main",
                 "rack",
@@ -74,6 +89,8 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
                 *(["--tls-key", settings.tls_key] if settings.tls_key else []),
                 *(["--insecure"] if insecure else []),
             ],
+            cwd=home,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,8 +98,10 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
         )
 
     def answered() -> dict[str, str] | None:
-        if process.poll() is not None:
-            raise ShipmateError(f"the rack did not start: {_last_error(settings)}")
+        code = process.poll()
+        if code is not None:
+            reason = start_failure(settings.log_file, offset, code)
+            raise ShipmateError(f"the rack did not start: {reason} (see {settings.log_file})")
         if not settings.rack_file.exists():
             return None
         # The rack writes rack.json once its API listens, and atomically.
@@ -99,24 +118,137 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
     return Started(process.pid, info["api"], info["router"], settings.log_file)
 
 
-def _last_error(settings: Settings) -> str:
+def _absolute_sqlite(url: str) -> str:
+    prefix = "sqlite:///"
+    path = url[len(prefix) :] if url.startswith(prefix) else ""
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return url
+    return prefix + os.path.abspath(path)
+
+
+def start_failure(log_file: Path, offset: int, code: int) -> str:
+    """Why a process that wrote its output to `log_file` from `offset` on exited at start:
+    its last `ERROR:` line, else the exception a traceback ends with, else its last line."""
     try:
-        lines = [line for line in settings.log_file.read_text().splitlines() if line.strip()]
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
     except OSError:
-        return "no log"
+        text = ""
+    lines = [line for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("ERROR: "):
             return line.removeprefix("ERROR: ")
-    return lines[-1] if lines else f"see {settings.log_file}"
+    tracebacks = [i for i, line in enumerate(lines) if line.startswith("Traceback (")]
+    if tracebacks:
+        # The exception is the first line after the frames that is not indented.
+        for line in lines[tracebacks[-1] + 1 :]:
+            if not line[0].isspace():
+                return line
+    return lines[-1] if lines else f"it exited with code {code} before writing anything"
 
 
-def stop_rack(pid: int) -> None:
-    """SIGTERM the rack and wait for it to exit (it finishes its requests first)."""
+# How long a graceful stop waits for the promotions and builds running (`rack stop --timeout`).
+STOP_WAIT = 60.0
+
+
+def stop_request_file(settings: Settings) -> Path:
+    """How `rack stop` tells the rack what its SIGTERM asks: the wait's bound, or --force."""
+    return settings.home / "stop.json"
+
+
+def read_stop_request(settings: Settings, pid: int) -> tuple[float, bool]:
+    """(bound of the wait, force) asked of the rack `pid`; a plain SIGTERM (systemd, kill)
+    asks for the default graceful stop. The request is used once."""
+    path = stop_request_file(settings)
+    try:
+        request = json.loads(path.read_text())
+        path.unlink(missing_ok=True)
+        if int(request["pid"]) == pid:
+            return float(request["timeout"]), bool(request["force"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return STOP_WAIT, False
+
+
+@dataclass(frozen=True)
+class Work:
+    """A promotion or a build a rack is running: what a graceful stop waits for."""
+
+    kind: str  # "promotion" or "build"
+    app: str
+    id: str  # the release promoted, or the build
+
+    def __str__(self) -> str:
+        if self.kind == "promotion":
+            return f"the promotion of {self.id} of app {self.app}"
+        return f"build {self.id} of app {self.app}"
+
+
+def unfinished_work(uow: UnitOfWork) -> list[Work]:
+    """The promotions and builds the state store says are not finished."""
+    found = [Work("promotion", p.app, p.release_id) for p in uow.promotions.unfinished()]
+    found += [Work("build", b.app, b.id) for b in uow.builds.unfinished()]
+    return found
+
+
+def stop_rack(
+    settings: Settings,
+    pid: int,
+    *,
+    timeout: float = STOP_WAIT,
+    force: bool = False,
+    waiting: Callable[[Work], None] = lambda work: None,
+) -> list[Work]:
+    """SIGTERM the rack and wait for it to exit; return what it left unfinished.
+
+    The rack first finishes the promotions and builds running, for up to `timeout` seconds
+    (`waiting` is called once for each), then its requests; with `force` it interrupts them
+    (the next start reverts an interrupted promotion and fails an interrupted build).
+    """
+    from shipmate.store.db import Store
+
+    atomic_write(
+        stop_request_file(settings),
+        json.dumps({"pid": pid, "timeout": timeout, "force": force}).encode(),
+    )
     os.kill(pid, signal.SIGTERM)
     try:
-        poll_until(lambda: not pid_alive(pid), STOP_TIMEOUT, what=f"the rack (pid {pid})")
+        store: Store | None = Store(settings.database_url)
+    except Exception:  # a store the CLI cannot open only costs the messages
+        store = None
+    seen: set[Work] = set()
+
+    def running() -> list[Work]:
+        if store is None:
+            return []
+        try:
+            with store.unit_of_work() as uow:
+                return unfinished_work(uow)
+        except Exception:  # a store the CLI cannot read only costs the messages
+            return []
+
+    def stopped() -> bool:
+        if not pid_alive(pid):
+            return True
+        if not force:
+            for work in running():
+                if work not in seen:
+                    seen.add(work)
+                    waiting(work)
+        return False
+
+    try:
+        poll_until(stopped, timeout + STOP_TIMEOUT, interval=0.25, what=f"the rack (pid {pid})")
     except WaitTimeout:
-        raise ShipmateError(f"the rack (pid {pid}) did not stop within {STOP_TIMEOUT:g}s") from None
+        raise ShipmateError(
+            f"the rack (pid {pid}) did not stop within {timeout + STOP_TIMEOUT:g}s"
+        ) from None
+    else:
+        return running()
+    finally:
+        if store is not None:
+            store.close()
 
 
 def stop_apps(settings: Settings) -> int:
@@ -217,4 +349,5 @@ def state_store(settings: Settings) -> Iterator[StateStore]:
     try:
         yield store
     finally:
-        store.close()
+        if store is not None:
+            store.close()

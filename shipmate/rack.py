@@ -10,9 +10,13 @@ import logging
 import os
 import signal
 import socket
+import time
+from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
+from shipmate import lifecycle
 from shipmate.api.app import create_api
 from shipmate.api.auth import load_or_create_token
 from shipmate.bootstrap import build_context
@@ -23,6 +27,7 @@ from shipmate.router import lifecycle as router_daemon
 from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.services import builds, promotions
+from shipmate.services.context import Context
 
 log = logging.getLogger("shipmate.rack")
 
@@ -56,19 +61,20 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
             await asyncio.to_thread(router_daemon.stop, router_paths)
         raise ShipmateError(f"cannot listen on {api_address} for the API: {exc.strerror}") from None
     api_port = sock.getsockname()[1]
+    api = create_api(ctx, token)
     config = uvicorn.Config(
-        create_api(ctx, token),
+        api,
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=5,
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
     )
-    server = uvicorn.Server(config)
-    # uvicorn installs its own signal handlers only when it owns the loop; we own it.
+    server = _Server(config)
     loop = asyncio.get_running_loop()
+    stop = _Stop(settings, ctx, api, server)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, stop.signalled)
     builds.fail_unfinished(ctx)
     recovery = ctx.spawn(promotions.recover(ctx))
     ctx.spawn(router_daemon.supervise(router_paths, router.url))
@@ -81,6 +87,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     try:
         await serving
     finally:
+        stop.cancel()
         settings.rack_file.unlink(missing_ok=True)
         recovery.cancel()
         for task in list(ctx.tasks):
@@ -92,6 +99,82 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         if not adopted and not server.started:
             # This start failed: leave no router behind that nothing will stop.
             await asyncio.to_thread(router_daemon.stop, router_paths)
+
+
+class _Server(uvicorn.Server):
+    # uvicorn's serve() takes SIGTERM and SIGINT for itself and stops serving at once; the
+    # rack's own handlers (_Stop) decide when the API stops.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Stop:
+    """SIGTERM (or Ctrl-C): a graceful stop. New promotions and builds are refused at once
+    while the API goes on answering; the promotions and builds running are waited for (up to
+    the bound `rack stop --timeout` asked, STOP_WAIT for a plain SIGTERM), so the clients
+    following them see them end; then the API stops. `rack stop --force`, or a second
+    signal, interrupts them: the next start reverts an interrupted promotion."""
+
+    def __init__(
+        self, settings: Settings, ctx: Context, api: FastAPI, server: uvicorn.Server
+    ) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self.api = api
+        self.server = server
+        self.task: asyncio.Task[None] | None = None
+
+    def signalled(self) -> None:
+        if self.api.state.stopping:
+            # Whatever it asks (`rack stop --force` during a graceful stop, Ctrl-C again),
+            # a second signal interrupts.
+            lifecycle.read_stop_request(self.settings, os.getpid())
+            log.warning("stopping: interrupting what runs (a second signal)")
+            self.server.should_exit = True
+            return
+        timeout, force = lifecycle.read_stop_request(self.settings, os.getpid())
+        self.api.state.stopping = True
+        if force:
+            log.info("stopping (--force): interrupting the promotions and builds running")
+            self.server.should_exit = True
+            return
+        self.task = asyncio.get_running_loop().create_task(self._wait(timeout))
+
+    async def _wait(self, timeout: float) -> None:
+        try:
+            await self._wait_for_work(timeout)
+        except Exception:
+            log.exception("stopping: cannot tell what runs; stopping now")
+        finally:
+            # Whatever happened to the wait, the rack stops.
+            self.server.should_exit = True
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        seen: set[lifecycle.Work] = set()
+        while work := self._running():
+            for item in work:
+                if item not in seen:
+                    seen.add(item)
+                    log.info("stopping: waiting for %s to finish (up to %gs)", item, timeout)
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "stopping: %s did not finish within %gs: interrupted (the next start "
+                    "reverts an interrupted promotion)",
+                    ", ".join(str(item) for item in work),
+                    timeout,
+                )
+                return
+            await self.ctx.notifier.wait(min(0.5, max(deadline - time.monotonic(), 0.01)))
+
+    def _running(self) -> list[lifecycle.Work]:
+        with self.ctx.store.unit_of_work() as uow:
+            return lifecycle.unfinished_work(uow)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 def _write_rack_file(settings: Settings, api_url: str, router_url: str) -> None:

@@ -18,6 +18,9 @@ def create_api(ctx: Context, token: str) -> FastAPI:
         description="Builds, immutable releases, rolling promotions and rollbacks.",
     )
     api.state.ctx = ctx
+    # Set by the rack when it begins a graceful stop (shipmate/rack.py): new promotions and
+    # builds are refused from then on, while the API goes on answering everything else.
+    api.state.stopping = False
     # The token `rack start` wrote for the local CLI is the first admin token.
     tokens.ensure_owner(ctx, token)
     errors.install(api)

@@ -22,6 +22,7 @@ from shipmate.domain.errors import (
     ErrorCode,
     InvalidInput,
     NotFound,
+    RackStopping,
     ShipmateError,
 )
 
@@ -95,6 +96,7 @@ _RESPONSES: tuple[tuple[int, str, tuple[ErrorCode, ...]], ...] = (
         (ErrorCode.INVALID_REQUEST, ErrorCode.FAILED),
     ),
     (500, "Internal error: the rack log has the traceback", (ErrorCode.INTERNAL,)),
+    (503, "The rack is stopping: no new promotion or build", (ErrorCode.RACK_STOPPING,)),
 )
 
 # The schema is referenced, not inlined, so that clients generate one error type; `install`
@@ -119,6 +121,8 @@ def _schemas() -> dict[str, Any]:
 
 
 def _status(exc: ShipmateError) -> int:
+    if isinstance(exc, RackStopping):
+        return 503
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Conflict):

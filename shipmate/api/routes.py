@@ -33,7 +33,7 @@ from shipmate.api.schemas import (
     StartedOut,
 )
 from shipmate.common.addresses import split_host_port
-from shipmate.domain.errors import InvalidInput
+from shipmate.domain.errors import InvalidInput, RackStopping
 from shipmate.domain.humanize import rfc3339, utcnow
 from shipmate.domain.ids import validate_app_name
 from shipmate.services import apps, builds, environment, processes, promotions, releases
@@ -50,6 +50,13 @@ def context(request: Request) -> Context:
 
 
 Ctx = Annotated[Context, Depends(context)]
+
+
+def refuse_while_stopping(request: Request, what: str) -> None:
+    """Refuse new work once the rack stops. Called right before the work is recorded, with
+    no await in between: the rack's stop then waits for everything recorded before it."""
+    if request.app.state.stopping:
+        raise RackStopping(what)
 
 
 def existing_app(app: str, ctx: Ctx) -> App:
@@ -159,7 +166,13 @@ async def empty_id(app: str, collection: str, rest: str) -> Response:
     },
 )
 async def create_build(app: AppDep, request: Request, ctx: Ctx, description: str = "") -> BuildOut:
+    refuse_while_stopping(request, "build")
     upload = await builds.receive_upload(ctx, app.name, request.stream())
+    try:
+        refuse_while_stopping(request, "build")
+    except RackStopping:
+        upload.unlink(missing_ok=True)
+        raise
     build = builds.create_build(ctx, app.name, upload, description)
     ctx.spawn(builds.run_build(ctx, build))
     return BuildOut.of(build)
@@ -308,13 +321,15 @@ async def scale_table(app: AppDep, ctx: Ctx) -> list[ScaleOut]:
 
 
 @router.post("/apps/{app}/scale", response_model=StartedOut, status_code=202, tags=["processes"])
-async def scale(app: AppDep, body: ScaleIn, ctx: Ctx) -> StartedOut:
+async def scale(app: AppDep, body: ScaleIn, request: Request, ctx: Ctx) -> StartedOut:
+    refuse_while_stopping(request, "promotion")
     started = processes.scale(ctx, app.name, body.service, body.count, body.wait)
     return _started(started)
 
 
 @router.post("/apps/{app}/restart", response_model=StartedOut, status_code=202, tags=["processes"])
-async def restart(app: AppDep, body: RestartIn, ctx: Ctx) -> StartedOut:
+async def restart(app: AppDep, body: RestartIn, request: Request, ctx: Ctx) -> StartedOut:
+    refuse_while_stopping(request, "promotion")
     return _started(processes.restart(ctx, app.name, body.service, body.wait))
 
 
@@ -345,10 +360,16 @@ async def _start(
     attempt: Callable[[], releases.Started],
 ) -> StartedOut:
     """Start a promotion now, or once the app's running one ends with `wait_for_lock`."""
+
+    def start() -> releases.Started:
+        # Checked at each attempt: one waiting for the lock may try after the stop began.
+        refuse_while_stopping(request, "promotion")
+        return attempt()
+
     started = (
-        await releases.when_idle(ctx, app.name, attempt, request.is_disconnected)
+        await releases.when_idle(ctx, app.name, start, request.is_disconnected)
         if body.wait_for_lock
-        else attempt()
+        else start()
     )
     return _started(started)
 

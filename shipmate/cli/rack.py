@@ -116,16 +116,45 @@ def start(
 
 @rack.command("stop")
 @click.option("--all", "everything", is_flag=True, help="Stop the app processes and router too.")
-def stop(everything: bool) -> None:
-    """Stop the rack (the API); apps and the router keep serving unless --all."""
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=lifecycle.STOP_WAIT,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the promotions and builds running before interrupting them.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Interrupt the promotions and builds running (the next start reverts a promotion).",
+)
+def stop(everything: bool, timeout: float, force: bool) -> None:
+    """Stop the rack (the API) once its promotions and builds finish; apps and the router
+    keep serving unless --all."""
     settings = Settings.from_env()
     pid = lifecycle.running_pid(settings)
     if pid is None and not everything:
         raise CliError(f"no rack is running under {settings.home}")
     if pid is not None:
         progress(f"Stopping rack (pid {pid})...")
-        lifecycle.stop_rack(pid)
-        done()
+        waited: list[lifecycle.Work] = []
+
+        def waiting(work: lifecycle.Work) -> None:
+            if not waited:
+                done("")
+            waited.append(work)
+            click.echo(f"Waiting for {work} to finish...")
+
+        left = lifecycle.stop_rack(settings, pid, timeout=timeout, force=force, waiting=waiting)
+        done("OK" if waited else " OK")
+        for work in left:
+            then = (
+                "the next `shipmate rack start` reverts it"
+                if work.kind == "promotion"
+                else "run the build again"
+            )
+            click.echo(f"Interrupted: {work}; {then}", err=True)
     if not everything:
         return
     # Apps before the router, so no request reaches a router that has nowhere to send it.

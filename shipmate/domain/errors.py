@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     INVALID_MANIFEST = "invalid_manifest"
     UNSAFE_UPLOAD = "unsafe_upload"
     TOO_LARGE = "too_large"
+    RACK_STOPPING = "rack_stopping"
     # What the API itself refuses before any use case runs.
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
@@ -88,3 +89,15 @@ class TooLarge(InvalidInput):
     """An upload (or what it expands to) passes the rack's size limit (SHIPMATE_MAX_UPLOAD)."""
 
     code = ErrorCode.TOO_LARGE
+
+
+class RackStopping(ShipmateError):
+    """The rack is stopping: it finishes the promotions and builds running, starts no new one."""
+
+    code = ErrorCode.RACK_STOPPING
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"the rack is stopping: it starts no new {what} (it finishes those running); "
+            "try again once it is started again"
+        )

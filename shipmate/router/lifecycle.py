@@ -95,9 +95,12 @@ def _same_address(url: str, listen: str) -> bool:
     return host == parsed.hostname and port in (0, parsed.port)
 
 
-def _last_line(path: Path) -> str:
+def _last_line(path: Path, offset: int = 0) -> str:
     try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        with path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        lines = [line for line in text.splitlines() if line.strip()]
     except OSError:
         return f"see {path}"
     for line in reversed(lines):
@@ -113,19 +116,25 @@ def start(
     and signals sent to the rack's group never reach it); return once it answers."""
     paths.home.mkdir(parents=True, exist_ok=True)
     with paths.log.open("ab") as out:
+        # Only what this start writes says why it failed: older starts wrote above it.
+        offset = out.seek(0, os.SEEK_END)
+        # -P and its home as working directory: a `shipmate/` or `httpx.py` in the directory
+        # the rack was started from must not shadow the router's imports.
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-m",
                 "shipmate.router",
                 "--home",
-                str(paths.home),
+                str(paths.home.resolve()),
                 "--listen",
                 listen,
                 "--domain",
                 domain,
                 *(["--workers", str(workers)] if workers else []),
             ],
+            cwd=paths.home,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -134,7 +143,7 @@ def start(
 
     def answered() -> RouterInfo | None:
         if process.poll() is not None:
-            raise RouterError(f"the router did not start: {_last_line(paths.log)}")
+            raise RouterError(f"the router did not start: {_last_line(paths.log, offset)}")
         info = running(paths)
         return info if info is not None and info.pid == process.pid else None
 

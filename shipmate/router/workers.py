@@ -67,6 +67,7 @@ class Worker:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-P",  # the daemon's directory must not shadow imports (see remote.start)
                 "-m",
                 "shipmate.router.workers",
                 "--fd",

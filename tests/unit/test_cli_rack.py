@@ -7,6 +7,7 @@ integration tests start and stop real racks.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,12 @@ def steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setenv("SHIPMATE_HOME", str(tmp_path))
     done: list[str] = []
     monkeypatch.setattr(lifecycle, "running_pid", lambda settings: 4242)
-    monkeypatch.setattr(lifecycle, "stop_rack", lambda pid: done.append(f"rack {pid}"))
+
+    def stop_rack(settings: object, pid: int, **options: object) -> list[lifecycle.Work]:
+        done.append(f"rack {pid}")
+        return []
+
+    monkeypatch.setattr(lifecycle, "stop_rack", stop_rack)
     monkeypatch.setattr(lifecycle, "stop_apps", lambda settings: done.append("apps") or 3)
     monkeypatch.setattr(lifecycle, "router_pid", lambda settings: 4343)
     monkeypatch.setattr(lifecycle, "stop_router", lambda settings: done.append("router"))
@@ -42,6 +48,34 @@ def test_rack_stop_leaves_apps_and_router_serving(steps: list[str]) -> None:
     result = CliRunner().invoke(cli, ["rack", "stop"])
     assert (result.exit_code, result.stdout) == (0, "Stopping rack (pid 4242)... OK\n")
     assert steps == ["rack 4242"]
+
+
+def test_rack_stop_says_what_it_waits_for_and_what_it_interrupted(
+    steps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promotion = lifecycle.Work("promotion", "web", "RABCDEFGHI")
+    build = lifecycle.Work("build", "api", "BABCDEFGHI")
+    asked: list[object] = []
+
+    def stop_rack(
+        settings: object, pid: int, *, timeout: float, force: bool, waiting: Any
+    ) -> list[lifecycle.Work]:
+        asked.append((timeout, force))
+        waiting(promotion)
+        waiting(build)
+        return [build]
+
+    monkeypatch.setattr(lifecycle, "stop_rack", stop_rack)
+    result = CliRunner().invoke(cli, ["rack", "stop", "--timeout", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "Stopping rack (pid 4242)...\n"
+        "Waiting for the promotion of RABCDEFGHI of app web to finish...\n"
+        "Waiting for build BABCDEFGHI of app api to finish...\n"
+        "OK\n"
+    )
+    assert result.stderr == "Interrupted: build BABCDEFGHI of app api; run the build again\n"
+    assert asked == [(5.0, False)]
 
 
 def test_rack_stop_without_a_rack(
