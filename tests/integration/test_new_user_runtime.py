@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from shipmate.common.pids import pid_alive
 from shipmate.common.waiting import poll_until
 from tests.integration.conftest import EXAMPLE, Rack
 
@@ -18,7 +19,7 @@ SLEEPER = """services:
     health:
       grace: 1
     termination:
-      grace: 8
+      grace: 60
 """
 
 
@@ -65,7 +66,7 @@ def test_a_deleting_app_refuses_changes_and_the_next_start_finishes_it(
     rack.ok("deploy", str(source), "-a", "slow")
     [release] = rack.releases("slow")
     [process] = json.loads(rack.ok("ps", "-a", "slow", "--json"))
-    # The worker ignores SIGTERM: the delete waits for its 8 s termination grace.
+    # The worker ignores SIGTERM: the delete waits for it (up to 15 s) before SIGKILL.
     deleting = rack.popen("apps", "delete", "slow")
     poll_until(lambda: "deleting" in rack.ok("apps", "info", "-a", "slow"), 10, interval=0.1)
     refused = "ERROR: app slow is being deleted: it can no longer be changed\n"
@@ -84,9 +85,9 @@ def test_a_deleting_app_refuses_changes_and_the_next_start_finishes_it(
     _restart(rack)
     deleting.kill()
     deleting.wait()
-    poll_until(lambda: "slow" not in rack.ok("apps"), 30, interval=0.2)
+    poll_until(lambda: "slow" not in rack.ok("apps"), 60, interval=0.2)
     assert not (rack.home / "run" / "slow").exists()
-    assert not Path(f"/proc/{process['pid']}").exists()
+    poll_until(lambda: not pid_alive(process["pid"]), 20, what="the worker to be gone")
 
 
 def test_a_service_runs_in_its_build_directory_with_its_own_dependencies(
