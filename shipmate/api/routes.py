@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent
 
 import shipmate
 from shipmate.api.auth import require_token
@@ -32,6 +32,7 @@ from shipmate.api.schemas import (
     ScaleOut,
     StartedOut,
 )
+from shipmate.api.sse import SSE_RESPONSES, EventStream
 from shipmate.common.addresses import split_host_port
 from shipmate.domain.errors import InvalidInput, RackStopping
 from shipmate.domain.humanize import rfc3339, utcnow
@@ -191,7 +192,10 @@ async def build_info(app: AppDep, build_id: str, ctx: Ctx) -> BuildOut:
 
 
 @router.get(
-    "/apps/{app}/builds/{build_id}/logs", response_class=EventSourceResponse, tags=["builds"]
+    "/apps/{app}/builds/{build_id}/logs",
+    response_class=EventStream,
+    responses=SSE_RESPONSES,
+    tags=["builds"],
 )
 async def build_logs(
     app: AppDep,
@@ -199,12 +203,17 @@ async def build_logs(
     request: Request,
     ctx: Ctx,
     follow: bool = True,
-) -> AsyncIterable[ServerSentEvent]:
+) -> EventStream:
     build_id = build.id
-    async for line in builds.follow_log(ctx, app.name, build_id, follow, request.is_disconnected):
-        yield ServerSentEvent(data=line, event="line")
-    final = builds.get_build(ctx, app.name, build_id)
-    yield ServerSentEvent(data=BuildOut.of(final).model_dump(mode="json"), event="build")
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        lines = builds.follow_log(ctx, app.name, build_id, follow, request.is_disconnected)
+        async for line in lines:
+            yield ServerSentEvent(data=line, event="line")
+        final = builds.get_build(ctx, app.name, build_id)
+        yield ServerSentEvent(data=BuildOut.of(final).model_dump(mode="json"), event="build")
+
+    return EventStream(events())
 
 
 # environment
@@ -283,7 +292,8 @@ async def promotion_info(app: AppDep, promotion_id: str, ctx: Ctx) -> PromotionO
 
 @router.get(
     "/apps/{app}/promotions/{promotion_id}/events",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
+    responses=SSE_RESPONSES,
     tags=["releases"],
 )
 async def promotion_events(
@@ -291,13 +301,19 @@ async def promotion_events(
     found: Annotated[Promotion, Depends(existing_promotion)],
     request: Request,
     ctx: Ctx,
-) -> AsyncIterable[ServerSentEvent]:
+) -> EventStream:
     """The promotion's events as they happen, then the finished promotion."""
-    async for item in releases.follow_promotion(ctx, app.name, found.id, request.is_disconnected):
-        if isinstance(item, Event):
-            yield ServerSentEvent(data=EventOut.of(item).model_dump(), event="event")
-        else:
-            yield ServerSentEvent(data=PromotionOut.of(item).model_dump(mode="json"), event="done")
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        items = releases.follow_promotion(ctx, app.name, found.id, request.is_disconnected)
+        async for item in items:
+            if isinstance(item, Event):
+                yield ServerSentEvent(data=EventOut.of(item).model_dump(), event="event")
+            else:
+                done = PromotionOut.of(item).model_dump(mode="json")
+                yield ServerSentEvent(data=done, event="done")
+
+    return EventStream(events())
 
 
 # processes and logs
@@ -343,13 +359,17 @@ def run_plan(app: AppDep, body: RunIn, ctx: Ctx) -> processes.RunPlan:
     return processes.plan_run(ctx, app.name, body.service, body.command, body.release)
 
 
-@router.post("/apps/{app}/run", response_class=EventSourceResponse, tags=["processes"])
-async def run(
-    plan: Annotated[processes.RunPlan, Depends(run_plan)], ctx: Ctx
-) -> AsyncIterable[ServerSentEvent]:
+@router.post(
+    "/apps/{app}/run", response_class=EventStream, responses=SSE_RESPONSES, tags=["processes"]
+)
+async def run(plan: Annotated[processes.RunPlan, Depends(run_plan)], ctx: Ctx) -> EventStream:
     """A one-off process: its output as `line` events, then an `exit` event with its code."""
-    async for kind, value in processes.run(ctx, plan):
-        yield ServerSentEvent(data=value, event=kind)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for kind, value in processes.run(ctx, plan):
+            yield ServerSentEvent(data=value, event=kind)
+
+    return EventStream(events())
 
 
 async def _start(
@@ -382,7 +402,7 @@ def _started(started: releases.Started) -> StartedOut:
     )
 
 
-@router.get("/apps/{app}/logs", response_class=EventSourceResponse, tags=["logs"])
+@router.get("/apps/{app}/logs", response_class=EventStream, responses=SSE_RESPONSES, tags=["logs"])
 async def logs(
     app: AppDep,
     request: Request,
@@ -397,30 +417,34 @@ async def logs(
     tail: Annotated[
         int | None, Query(ge=1, le=100_000, description="only the last N lines of `since`")
     ] = None,
-) -> AsyncIterable[ServerSentEvent]:
+) -> EventStream:
     """Process output and platform events of the app, oldest first, then as they happen."""
     start = utcnow() - timedelta(seconds=since) if since is not None else None
-    skip = 0
-    if tail is not None:
-        # What is there now, of which the last `tail` lines; a follow then starts from the
-        # same `start` and passes over the lines already seen (they come first, in order).
-        seen: deque[app_logs.LogLine] = deque(maxlen=tail)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        skip = 0
+        if tail is not None:
+            # What is there now, of which the last `tail` lines; a follow then starts from
+            # the same `start` and passes over the lines already seen (they come first).
+            seen: deque[app_logs.LogLine] = deque(maxlen=tail)
+            async for line in app_logs.stream(
+                ctx, app.name, start, False, service, filter, request.is_disconnected
+            ):
+                seen.append(line)
+                skip += 1
+            for line in seen:
+                yield _log_event(line)
+            if not follow:
+                return
         async for line in app_logs.stream(
-            ctx, app.name, start, False, service, filter, request.is_disconnected
+            ctx, app.name, start, follow, service, filter, request.is_disconnected
         ):
-            seen.append(line)
-            skip += 1
-        for line in seen:
+            if skip:
+                skip -= 1
+                continue
             yield _log_event(line)
-        if not follow:
-            return
-    async for line in app_logs.stream(
-        ctx, app.name, start, follow, service, filter, request.is_disconnected
-    ):
-        if skip:
-            skip -= 1
-            continue
-        yield _log_event(line)
+
+    return EventStream(events())
 
 
 def _log_event(line: app_logs.LogLine) -> ServerSentEvent:

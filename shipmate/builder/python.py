@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shipmate.builder.errors import BuildFailed
+from shipmate.common.files import atomic_write
+from shipmate.common.pids import proc_start_time, same_process
 
-__all__ = ["build_python", "needs_virtualenv", "venv_bin"]
+__all__ = ["build_python", "needs_virtualenv", "stop_leftover", "venv_bin"]
 
 VENV_DIR = ".venv"
 PIP_FLAGS = ("--disable-pip-version-check", "--no-input", "--progress-bar", "off")
@@ -41,10 +43,13 @@ def build_python(
     log: Callable[[str], None],
     python: str = sys.executable,
     timeout: float = 1800,
+    pid_file: Path | None = None,
 ) -> None:
     """Create `src/.venv` and pip-install the app's requirements, streaming output to `log`.
 
     Raises BuildFailed when a step exits non-zero or the whole build exceeds `timeout`.
+    While a step runs, `pid_file` names its process group ("PID START_TIME"), so a rack
+    killed mid-build can stop it at its next start (see `stop_leftover`).
     """
     src = Path(src)
     if not needs_virtualenv(src):
@@ -65,7 +70,14 @@ def build_python(
     env = _build_env(venv)
     log(f"Creating virtualenv {VENV_DIR}")
     code = _stream(
-        [python, "-m", "venv", VENV_DIR], "python -m venv .venv", src, env, log, deadline, timeout
+        [python, "-m", "venv", VENV_DIR],
+        "python -m venv .venv",
+        src,
+        env,
+        log,
+        deadline,
+        timeout,
+        pid_file,
     )
     if code != 0:
         raise BuildFailed(
@@ -82,7 +94,7 @@ def build_python(
         log("Installing pyproject.toml (pip install .)")
         args = ["."]
     shown = " ".join([".venv/bin/python -m pip install", *PIP_FLAGS, *args])
-    code = _stream([*pip, *args], shown, src, env, log, deadline, timeout)
+    code = _stream([*pip, *args], shown, src, env, log, deadline, timeout, pid_file)
     if code != 0:
         raise BuildFailed(f"pip install failed with exit code {code}; see the build log")
     log("Dependencies installed")
@@ -107,6 +119,7 @@ def _stream(
     log: Callable[[str], None],
     deadline: float,
     timeout: float,
+    pid_file: Path | None = None,
 ) -> int:
     """Run `command`, passing each output line to `log` as it arrives; return the exit code.
 
@@ -128,6 +141,8 @@ def _stream(
         # along with it.
         start_new_session=True,
     )
+    if pid_file is not None:
+        atomic_write(pid_file, f"{proc.pid} {proc_start_time(proc.pid)}\n".encode())
     timed_out = threading.Event()
 
     def kill() -> None:
@@ -152,9 +167,23 @@ def _stream(
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
     if timed_out.is_set():
         raise BuildFailed(f"build timed out after {timeout:g} seconds")
     return code
+
+
+def stop_leftover(pid_file: Path) -> None:
+    """Kill the step a killed rack left running (it runs in a session of its own)."""
+    try:
+        pid, start = (int(word) for word in pid_file.read_text().split())
+    except (OSError, ValueError):
+        return
+    if same_process(pid, start):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

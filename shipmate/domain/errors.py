@@ -73,6 +73,14 @@ class AppBusy(Conflict):
         return {"app": self.app, "release": self.release_id}
 
 
+class AppDeleting(Conflict):
+    """The app is being deleted: nothing about it may change any more."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"app {app} is being deleted: it can no longer be changed")
+        self.app = app
+
+
 class InvalidInput(ShipmateError):
     """The user supplied something malformed: a name, an assignment, a flag value."""
 

@@ -35,6 +35,9 @@ class ServiceSpec:
     maximum: int  # % of count that may run during a rollout
     termination_grace: float
     environment: Mapping[str, str] = field(default_factory=dict)
+    # The service's `build:` directory, relative to the build: where its processes run
+    # and (Python) its virtualenv lives.
+    build: str = "."
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from shipmate.builder.archive import safe_extract
 from shipmate.builder.errors import BuildFailed
-from shipmate.builder.python import build_python
+from shipmate.builder.python import build_python, stop_leftover
 from shipmate.domain.errors import ShipmateError, TooLarge
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.manifest import find_manifest, load_manifest
+from shipmate.domain.manifest_commands import build_path, check_source
 from shipmate.services import audit
+from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
 from shipmate.structs import Build
 
@@ -29,7 +31,7 @@ def log_path(ctx: Context, build_id: str) -> Path:
 async def receive_upload(ctx: Context, app: str, chunks: AsyncIterator[bytes]) -> Path:
     """Spool an upload to disk, refusing it as soon as it passes the size limit."""
     with ctx.store.unit_of_work() as uow:
-        uow.apps.get(app)
+        ensure_changeable(uow.apps.get(app))
     ctx.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     limit = ctx.settings.max_upload
     fd, name = tempfile.mkstemp(dir=ctx.settings.uploads_dir, suffix=".tgz")
@@ -58,9 +60,10 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
     try:
         safe_extract(upload, source, max_bytes=ctx.settings.max_upload)
         manifest_name, manifest_text = find_manifest(source)
-        load_manifest(manifest_text, manifest_name)  # refuse a bad manifest before any write
+        # Refuse a bad manifest, or services with nothing to run, before any write.
+        check_source(load_manifest(manifest_text, manifest_name), source, manifest_name)
         with ctx.store.unit_of_work() as uow:
-            uow.apps.get(app)
+            ensure_changeable(uow.apps.lock(app))
             build_id = uow.builds.new_id()
             source.rename(ctx.settings.builds_dir / build_id)
             build = uow.builds.add(
@@ -98,10 +101,18 @@ async def run_build(ctx: Context, build: Build) -> None:
         log(f"Building {build.id} of app {build.app} from {build.manifest_name}")
         for warning in manifest.warnings:
             log(f"WARNING: {warning}")
-        await asyncio.to_thread(build_python, directory, log)
+        # Each distinct build directory once (a monorepo's services each have their own).
+        for where in dict.fromkeys(build_path(s) for s in manifest.services):
+            if where != ".":
+                services = ", ".join(s.name for s in manifest.services if build_path(s) == where)
+                log(f"Directory {where} (services {services})")
+            await asyncio.to_thread(
+                build_python, directory / where, log, pid_file=_pid_file(ctx, build.id)
+            )
         _freeze(directory)
         with ctx.store.unit_of_work() as uow:
-            uow.apps.lock(build.app)  # the release forks the latest one's environment
+            # Locked: the release forks the latest one's environment.
+            ensure_changeable(uow.apps.lock(build.app))
             latest = uow.releases.latest(build.app)
             release = uow.releases.add(
                 build.app,
@@ -119,6 +130,8 @@ async def run_build(ctx: Context, build: Build) -> None:
         log(f"ERROR: {message}")
         with ctx.store.unit_of_work() as uow:
             uow.builds.update(build.id, status="failed", error=message, ended_at=utcnow())
+        # No release refers to a failed build: its directory is of no use (its log stays).
+        shutil.rmtree(directory, ignore_errors=True)
     finally:
         log_file.close()
         ctx.notifier.notify()
@@ -133,16 +146,29 @@ def _freeze(directory: Path) -> None:
             path.chmod(path.stat().st_mode & ~0o222)
 
 
+def _pid_file(ctx: Context, build_id: str) -> Path:
+    return ctx.settings.builds_dir / f"{build_id}.pid"
+
+
 def fail_unfinished(ctx: Context) -> None:
-    """Builds the rack was running when it stopped cannot finish: say so."""
+    """Builds the rack was running when it stopped cannot finish: say so, stop what they
+    left running and remove what they left on disk (half an install, half an upload)."""
     with ctx.store.unit_of_work() as uow:
-        for build in uow.builds.unfinished():
+        unfinished = uow.builds.unfinished()
+        for build in unfinished:
             uow.builds.update(
                 build.id,
                 status="failed",
                 error="the rack stopped during the build; run the build again",
                 ended_at=utcnow(),
             )
+    for build in unfinished:
+        stop_leftover(_pid_file(ctx, build.id))
+        shutil.rmtree(ctx.settings.builds_dir / build.id, ignore_errors=True)
+    for staging in ctx.settings.builds_dir.glob(".staging-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    for upload in ctx.settings.uploads_dir.glob("*.tgz"):
+        upload.unlink(missing_ok=True)
 
 
 def get_build(ctx: Context, app: str, build_id: str) -> Build:

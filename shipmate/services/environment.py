@@ -12,6 +12,7 @@ from shipmate.domain.envs import (
     validate_keys,
 )
 from shipmate.services import audit
+from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
 from shipmate.structs import Release
 
@@ -40,7 +41,7 @@ def change_env(
     keys = validate_keys(unset)
     # One transaction from read to write: two concurrent changes cannot fork the same parent.
     with ctx.store.unit_of_work() as uow:
-        uow.apps.lock(app)
+        ensure_changeable(uow.apps.lock(app))
         latest = uow.releases.latest(app)
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)

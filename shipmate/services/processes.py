@@ -10,6 +10,7 @@ from shipmate.domain.errors import InvalidInput, NotFound
 from shipmate.domain.promotion import State
 from shipmate.runtimes.base import DesiredState, ProcessInfo
 from shipmate.services import audit, promotions
+from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
 from shipmate.services.releases import Started
@@ -46,7 +47,7 @@ async def list_processes(ctx: Context, app: str) -> list[ProcessInfo]:
 
 async def stop_process(ctx: Context, app: str, process_id: str) -> None:
     with ctx.store.unit_of_work() as uow:
-        uow.apps.get(app)
+        ensure_changeable(uow.apps.get(app))
 
     def emit(obj: str, message: str) -> None:
         ctx.events.emit(app, obj, message)
@@ -117,11 +118,9 @@ def plan_run(ctx: Context, app: str, service: str, command: str, release_id: str
     the service must exist."""
     if not command.strip():
         raise InvalidInput("no command given: shipmate run SERVICE COMMAND")
-    if release_id is None:
-        release = _active(ctx, app)
-    else:
-        with ctx.store.unit_of_work() as uow:
-            release = uow.releases.get(app, release_id)
+    with ctx.store.unit_of_work() as uow:
+        ensure_changeable(uow.apps.get(app))
+        release = _active_in(uow, app) if release_id is None else uow.releases.get(app, release_id)
     desired = promotions.desired_state(ctx, release)
     if service not in {s.name for s in desired.services}:
         names = ", ".join(s.name for s in desired.services)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from shipmate.domain import manifest_commands
 from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.ids import release_hash
 from shipmate.domain.manifest import Manifest, load_manifest
@@ -23,6 +24,7 @@ from shipmate.runtimes.base import (
     ServiceSpec,
 )
 from shipmate.services import audit
+from shipmate.services.apps import ensure_changeable, finish_deletes
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
 from shipmate.structs import Promotion, Release
@@ -56,8 +58,9 @@ def desired_state(
     if missing:
         raise InvalidInput(f"required env: {', '.join(missing)}")
     services = []
+    commands = manifest_commands.commands(manifest, ctx.settings.builds_dir / release.build_id)
     for service in manifest.services:
-        if not service.command:
+        if service.name not in commands:
             raise InvalidInput(
                 f"service {service.name} has no command: add `command:` to its manifest entry"
             )
@@ -69,7 +72,7 @@ def desired_state(
         services.append(
             ServiceSpec(
                 name=service.name,
-                command=service.command,
+                command=commands[service.name],
                 port=service.port,
                 health=HealthCheck(health.path, health.grace, health.interval, health.timeout),
                 count=counts.get(service.name, service.count),
@@ -77,6 +80,7 @@ def desired_state(
                 maximum=service.maximum,
                 termination_grace=service.termination_grace,
                 environment=env,
+                build=service.build,
             )
         )
     return DesiredState(
@@ -115,7 +119,7 @@ def begin(
     Everything that can refuse the promotion runs before the first write, so a refusal
     changes nothing.
     """
-    app = uow.apps.lock(release.app)
+    app = ensure_changeable(uow.apps.lock(release.app))
     ensure_idle(uow, app.name)
     desired_state(ctx, release, wait)
     if app.release_id is not None:
@@ -280,6 +284,7 @@ async def recover(ctx: Context) -> None:
         ctx.events.emit(
             process.app, process.id, f"Adopted process (pid {process.pid}) after a rack restart"
         )
+    await finish_deletes(ctx)  # deletes the rack stopped during: their apps are gone now
     with ctx.store.unit_of_work() as uow:
         unfinished = uow.promotions.unfinished()
         apps = uow.apps.list()

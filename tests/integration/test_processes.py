@@ -334,7 +334,8 @@ def test_services_without_a_port(rack: Rack, tmp_path: Path) -> None:
     result = rack.run("deploy", str(source), "-a", "workers")
     assert result.code == 1
     assert re.fullmatch(
-        r"ERROR: rollback: process worker-\S+ exited with code 5 before it became healthy\n",
+        r"ERROR: rollback: process worker-\S+ exited with code 5 before it became healthy: "
+        r"no output \(see shipmate logs -a workers\)\n",
         result.err,
     )
     assert sum(p["service"] == "worker" for p in running(rack, "workers")) == 2

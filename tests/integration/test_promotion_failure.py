@@ -99,7 +99,9 @@ def test_process_that_exits_reverts_with_error(rack: Rack) -> None:
     result = rack.run("env", "set", "BOOT_FAIL=1", "--promote", "-a", "crashing")
     assert result.code == 1
     assert re.fullmatch(
-        r"ERROR: rollback: process web-\S+ exited with code 3 before it became healthy\n",
+        r"ERROR: rollback: process web-\S+ exited with code 3 before it became healthy: "
+        r'last output: "BOOT_FAIL is set: exiting with code 3 on purpose" '
+        r"\(see shipmate logs -a crashing\)\n",
         result.err,
     )
     statuses = [line.split(" ", 2)[2] for line in _events(result.out) if "Status: " in line]

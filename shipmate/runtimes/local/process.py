@@ -21,6 +21,7 @@ from shipmate.common.pids import same_process
 from shipmate.common.waiting import WaitTimeout, wait_for
 from shipmate.domain.humanize import utcnow
 from shipmate.runtimes.base import ProcessInfo
+from shipmate.runtimes.local.command import shell_argv
 
 # Variables of the rack's own environment that a process needs to run at all; everything
 # else a process sees comes from its release, as on Heroku and Convox.
@@ -136,9 +137,7 @@ class LocalProcess:
                 "--log-cap",
                 str(log_cap),
                 "--",
-                "/bin/sh",
-                "-c",
-                self.command,
+                *shell_argv(self.command),
             ],
             cwd=str(cwd),
             env=full,

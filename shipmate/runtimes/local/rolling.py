@@ -9,8 +9,10 @@ planner observes.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -21,6 +23,11 @@ from shipmate.router.routes import Routes
 from shipmate.runtimes.base import DesiredState, EventSink, RolloutFailed, ServiceSpec
 from shipmate.runtimes.local.health import ProcessExited, wait_healthy
 from shipmate.runtimes.local.process import LocalProcess
+
+# How much of a crashed process's output its failure quotes.
+TAIL_LINES = 3
+TAIL_WIDTH = 200
+TAIL_BYTES = 16384
 
 
 class ProcessHost(Protocol):
@@ -192,10 +199,30 @@ class ServiceRollout:
 
     def _failure(self, process_id: str) -> RolloutFailed:
         process = self._process(process_id)
+        lines = last_output(process.log_path)
+        output = f'last output: "{" / ".join(lines)}"' if lines else "no output"
         return RolloutFailed(
             "error",
-            f"process {process.id} exited with code {process.exit_code} before it became healthy",
+            f"process {process.id} exited with code {process.exit_code} before it became "
+            f"healthy: {output} (see shipmate logs -a {self.desired.app})",
         )
+
+
+def last_output(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    """The last non-blank lines a process wrote (without their timestamps), each cut short:
+    what a failure's one line can quote of why the process died."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    found = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        text = raw.split(" ", 1)[1].strip() if " " in raw else ""
+        if text:
+            found.append(text if len(text) <= TAIL_WIDTH else text[: TAIL_WIDTH - 3] + "...")
+    return found[-lines:]
 
 
 def _deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:

@@ -42,6 +42,8 @@ from shipmate.runtimes.local.supervision import CrashBackoff
 DRAIN_TIMEOUT = 30.0
 # Exited processes whose output is kept for `logs`, per app.
 KEEP_EXITED = 50
+# What a process of a deleted app is given between SIGTERM and SIGKILL.
+REMOVE_GRACE = 10.0
 # A replacement (after a crash or `ps stop`) that is not healthy by then is given up on.
 REPLACE_DEADLINE = 120.0
 
@@ -174,11 +176,12 @@ class LocalRuntime:
             emit(
                 f"{spec.name}-{release_hash(desired.release_id)}", f"Created process: {process.id}"
             )
+        cwd = desired.directory / spec.build
         try:
             await process.spawn(
-                desired.directory,
+                cwd,
                 dict(spec.environment),
-                venv_bin(desired.directory),
+                venv_bin(cwd),
                 spec.termination_grace,
                 self.log_cap,
             )
@@ -292,17 +295,23 @@ class LocalRuntime:
             self._processes.pop(process.id, None)
 
     async def remove(self, app: str, emit: EventSink) -> None:
+        # Forgotten before the lock: a replacement waiting for it then finds nothing to do.
+        self._desired.pop(app, None)
         async with self._lock(app):
             self._desired.pop(app, None)
             await self.routes.remove_app(app)
-            for process in [p for p in self._processes.values() if p.app == app and p.alive]:
-                await self.begin_stop(process, 10.0, emit)
-            await self.wait_stopped()
+            # Stopped here rather than by begin_stop: only this app's processes are waited
+            # for, not every background task of the runtime (other apps' exit watchers run
+            # as long as their processes do).
+            stopping = [p for p in self._processes.values() if p.app == app and p.alive]
+            for process in stopping:
+                process.status = "stopping"
+                process.expected_exit = True
+                emit(process.id, "Stopping")
+            await asyncio.gather(*(self._stop(p, REMOVE_GRACE, emit) for p in stopping))
+            for process_id in [k for k, p in self._processes.items() if p.app == app]:
+                del self._processes[process_id]
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
-
-    async def wait_stopped(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def shutdown(self) -> None:
         """The rack is stopping: leave the apps running (their shims keep them) and let go."""
