@@ -28,6 +28,7 @@ def rack(ctx: click.Context) -> None:
             ("Router", info["router"]),
             ("Status", info["status"]),
             ("Version", info["version"]),
+            ("Isolation", info.get("isolation") or "a user per app, memory and CPU limits"),
         ]
     )
 

@@ -35,6 +35,9 @@ class ServiceSpec:
     maximum: int  # % of count that may run during a rollout
     termination_grace: float
     environment: Mapping[str, str] = field(default_factory=dict)
+    # scale.memory (MB) and scale.cpu (CPU units, 1024 = one CPU); None: no limit.
+    memory: int | None = None
+    cpu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ProcessInfo:
     port: int | None
     started_at: datetime
     command: str
+    memory: int | None = None  # bytes in use, when the runtime can tell
 
 
 class EventSink(Protocol):

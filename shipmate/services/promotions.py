@@ -78,6 +78,8 @@ def desired_state(
                 maximum=service.maximum,
                 termination_grace=service.termination_grace,
                 environment=env,
+                memory=service.memory,
+                cpu=service.cpu,
             )
         )
     return DesiredState(
