@@ -43,16 +43,17 @@ def build_python(
     python: str = sys.executable,
     timeout: float = 1800,
     app: str | None = None,
+    home: Path | None = None,
 ) -> None:
     """Create `src/.venv` and pip-install the app's requirements, streaming output to `log`.
 
-    With `app`, when the rack runs as root, the install runs as the app's user (user code
-    runs in `pip install`: setup.py, build backends), and the build is then the app's to read
-    and nobody's to change. Raises BuildFailed when a step exits non-zero or the whole build
-    exceeds `timeout`.
+    With `app` (of the rack in `home`), when the rack runs as root, the install runs as the
+    app's user (user code runs in `pip install`: setup.py, build backends), and the build is
+    then the app's to read and nobody's to change. Raises BuildFailed when a step exits
+    non-zero or the whole build exceeds `timeout`.
     """
     src = Path(src)
-    user = isolation.ensure_user(app) if app is not None else None
+    user = isolation.ensure_user(app, home) if app is not None and home is not None else None
     try:
         _build(src, log, python, timeout, user)
     finally:

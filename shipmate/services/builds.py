@@ -98,7 +98,7 @@ async def run_build(ctx: Context, build: Build) -> None:
         log(f"Building {build.id} of app {build.app} from {build.manifest_name}")
         for warning in manifest.warnings:
             log(f"WARNING: {warning}")
-        await asyncio.to_thread(build_python, directory, log, app=build.app)
+        await asyncio.to_thread(build_python, directory, log, app=build.app, home=ctx.settings.home)
         _freeze(directory)
         with ctx.store.unit_of_work() as uow:
             uow.apps.lock(build.app)  # the release forks the latest one's environment

@@ -28,8 +28,9 @@ PREFIX = "sm-"
 # useradd's limit on a name; Debian's is 32.
 MAX_NAME = 32
 # In the user's GECOS field: a user with the right name but another comment is not ours
-# (a collision, say `sm-a` created by hand), and the next free name is used instead.
-COMMENT = "shipmate app {app}"
+# (`sm-a` created by hand, or app `a` of another rack on this machine, which must not share
+# a uid with this one), and the next free name is used instead.
+COMMENT = "shipmate app {app} of {home}"
 # Set to "off" to run apps as the rack's own user even as root (benchmarks, debugging).
 SWITCH = "SHIPMATE_ISOLATION"
 
@@ -49,10 +50,17 @@ def enabled() -> bool:
     return os.geteuid() == 0 and os.environ.get(SWITCH, "").lower() != "off"
 
 
-def warning() -> str:
+def warning(home: Path | None = None) -> str:
     """What `rack start` and `shipmate rack` say when apps are not kept apart ("" when they are)."""
     if enabled():
-        return ""
+        blocked = unreachable(home) if home is not None else None
+        if blocked is None:
+            return ""
+        return (
+            f"apps run as users of their own, but {blocked} is not searchable by others: they "
+            "cannot reach their builds by path (virtualenvs, absolute paths); "
+            f"`chmod o+x {blocked}` or move SHIPMATE_HOME"
+        )
     if os.geteuid() == 0:
         return f"apps are not isolated ({SWITCH}=off): they run as root"
     return (
@@ -62,29 +70,43 @@ def warning() -> str:
     )
 
 
+def unreachable(home: Path) -> Path | None:
+    """The first directory above `home` that an app's user may not pass through."""
+    for directory in reversed(home.resolve().parents):
+        with contextlib.suppress(OSError):
+            if not directory.stat().st_mode & stat.S_IXOTH:
+                return directory
+    return None
+
+
 def _candidates(app: str) -> list[str]:
     base = (PREFIX + app)[:MAX_NAME]
     return [base] + [f"{base[: MAX_NAME - len(str(n)) - 1]}-{n}" for n in range(2, 100)]
 
 
-def find_user(app: str) -> AppUser | None:
-    """The app's user, if it exists."""
+def _comment(app: str, home: Path) -> str:
+    # ':' separates passwd fields.
+    return COMMENT.format(app=app, home=str(home.resolve()).replace(":", "_"))
+
+
+def find_user(app: str, home: Path) -> AppUser | None:
+    """The user of app `app` of the rack in `home`, if it exists."""
     for name in _candidates(app):
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
             return None  # names are taken in order: the app's cannot be further on
-        if entry.pw_gecos == COMMENT.format(app=app):
+        if entry.pw_gecos == _comment(app, home):
             return AppUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
     return None
 
 
-def ensure_user(app: str) -> AppUser | None:
+def ensure_user(app: str, home: Path) -> AppUser | None:
     """The app's user, created if missing; None when isolation is off."""
     if not enabled():
         return None
     with _lock:
-        found = find_user(app)
+        found = find_user(app, home)
         if found is not None:
             return found
         for name in _candidates(app):
@@ -102,7 +124,7 @@ def ensure_user(app: str) -> AppUser | None:
                     "--shell",
                     "/usr/sbin/nologin",
                     "--comment",
-                    COMMENT.format(app=app),
+                    _comment(app, home),
                     name,
                 ],
                 check=True,
@@ -114,12 +136,12 @@ def ensure_user(app: str) -> AppUser | None:
     raise RuntimeError(f"no free user name for app {app}")
 
 
-def remove_user(app: str) -> None:
+def remove_user(app: str, home: Path) -> None:
     """Remove the app's user and its group (with the app)."""
     if os.geteuid() != 0:
         return
     with _lock:
-        found = find_user(app)
+        found = find_user(app, home)
         if found is not None:
             subprocess.run(["userdel", found.name], check=False, capture_output=True)
 
@@ -131,6 +153,7 @@ def harden_home(home: Path) -> None:
     is root:<app group> 0750) but list nothing. Everything else (database, key, tokens,
     logs, run directories, uploads) loses every group and other bit.
     """
+    home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o711)
     for child in home.iterdir():
         _private(child)

@@ -62,6 +62,7 @@ class LocalRuntime:
         events: AppEventSink = _quiet,
         log_cap: int = DEFAULT_LOG_CAP,
     ) -> None:
+        self.home = home
         self.run_dir = home / "run"
         self.routes = routes
         self.events = events
@@ -73,10 +74,10 @@ class LocalRuntime:
         self._backoff = CrashBackoff()
         self.client = httpx.AsyncClient()
         # "" when each app runs as its own user; otherwise what the rack warns of.
-        self.isolation = isolation.warning()
+        self.isolation = isolation.warning(home)
         if self.isolation:
             logging.getLogger("shipmate.rack").warning("WARNING: %s", self.isolation)
-        else:
+        if isolation.enabled():
             isolation.harden_home(home)
 
     def _lock(self, app: str) -> asyncio.Lock:
@@ -210,7 +211,7 @@ class LocalRuntime:
 
     def _grant(self, desired: DesiredState) -> isolation.AppUser | None:
         """The app's user (created for an app older than isolation), with its build readable."""
-        user = isolation.ensure_user(desired.app)
+        user = isolation.ensure_user(desired.app, self.home)
         if user is not None:
             isolation.grant_build(desired.directory, user)
         return user
@@ -323,7 +324,7 @@ class LocalRuntime:
             await self.wait_stopped()
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
         cgroups.remove_app(app)
-        await asyncio.to_thread(isolation.remove_user, app)
+        await asyncio.to_thread(isolation.remove_user, app, self.home)
 
     async def wait_stopped(self) -> None:
         while self._background:
