@@ -319,9 +319,12 @@ class LocalRuntime:
         async with self._lock(app):
             self._desired.pop(app, None)
             await self.routes.remove_app(app)
-            for process in [p for p in self._processes.values() if p.app == app and p.alive]:
+            stopping = [p for p in self._processes.values() if p.app == app and p.alive]
+            for process in stopping:
                 await self.begin_stop(process, 10.0, emit)
-            await self.wait_stopped()
+            # This app's processes only: wait_stopped() would also wait for the other apps'
+            # exit observers, which run as long as their processes do.
+            await asyncio.gather(*(p.exited.wait() for p in stopping))
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
         cgroups.remove_app(app)
         await asyncio.to_thread(isolation.remove_user, app, self.home)
