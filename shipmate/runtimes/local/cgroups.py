@@ -65,8 +65,8 @@ def _create_v1(
 ) -> Cgroups:
     memory = root / "memory" / GROUP / app / process_id
     cpu_dir = root / "cpu" / GROUP / app / process_id
-    memory.mkdir(parents=True, exist_ok=True)
-    cpu_dir.mkdir(parents=True, exist_ok=True)
+    _mkdir(memory)
+    _mkdir(cpu_dir)
     if memory_mb is not None:
         limit = str(memory_mb * 1024 * 1024)
         _write(memory / "memory.limit_in_bytes", limit)
@@ -85,7 +85,7 @@ def _create_v2(
     root: Path, app: str, process_id: str, memory_mb: int | None, cpu: int | None
 ) -> Cgroups:
     directory = root / GROUP / app / process_id
-    directory.mkdir(parents=True, exist_ok=True)
+    _mkdir(directory)
     # Controllers reach a cgroup only through every parent's subtree_control.
     for parent in (root, root / GROUP, root / GROUP / app):
         with contextlib.suppress(OSError):
@@ -99,6 +99,15 @@ def _create_v2(
         _write(directory / "cpu.weight", str(min(10000, max(1, cpu * 100 // 1024))))
         _write(directory / "cpu.max", f"{max(1000, cpu * CPU_PERIOD_US // 1024)} {CPU_PERIOD_US}")
     return Cgroups((str(directory),), 2, memory_mb, cpu)
+
+
+def _mkdir(directory: Path) -> None:
+    """The process's cgroup, readable by the app (runtimes size their heaps by its limit, as
+    in a container); the ones above it passable, not listable (the other apps' names)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    directory.parent.chmod(0o711)
+    directory.parent.parent.chmod(0o711)
 
 
 def _write(path: Path, value: str) -> None:
