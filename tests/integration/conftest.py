@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,10 +116,30 @@ def rack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rack]:
     """A rack shared by the tests of a module, on a new database of each backend in turn."""
-    home = tmp_path_factory.mktemp("rack")
+    home = reachable_home(tmp_path_factory)
     with database(request, request.param, home) as url:
         rack = start_rack(home, None if request.param == "sqlite" else url)
         try:
             yield rack
         finally:
+            remove_apps(rack)
             stop_rack(rack)
+            if home.parent == Path(tempfile.gettempdir()):
+                shutil.rmtree(home, ignore_errors=True)
+
+
+def reachable_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rack home. As root, in /tmp rather than pytest's directory (root's alone), so that
+    app users can reach their builds and the apps run isolated, as on a real rack."""
+    if os.geteuid() != 0:
+        return tmp_path_factory.mktemp("rack")
+    return Path(tempfile.mkdtemp(prefix="shipmate-rack-"))
+
+
+def remove_apps(rack: Rack) -> None:
+    """Delete the rack's apps: their users (as root) go with them, not with the home."""
+    result = rack.run("apps", "--json")
+    if result.code != 0:
+        return
+    for app in json.loads(result.out):
+        rack.run("apps", "delete", app["name"], timeout=60)

@@ -50,16 +50,25 @@ def enabled() -> bool:
     return os.geteuid() == 0 and os.environ.get(SWITCH, "").lower() != "off"
 
 
-def warning(home: Path | None = None) -> str:
+def active(home: Path) -> bool:
+    """Whether the apps of the rack in `home` run as users of their own: `enabled()`, and
+    they can reach their builds. The cwd of a process is inherited, but the absolute paths
+    of its build (`python3 app.py` resolves one, so does a virtualenv on PATH) are not
+    reachable through a directory that others may not pass (/root, pytest's temporary
+    directories): apps would fail to start rather than run apart."""
+    return enabled() and unreachable(home) is None
+
+
+def warning(home: Path) -> str:
     """What `rack start` and `shipmate rack` say when apps are not kept apart ("" when they are)."""
     if enabled():
-        blocked = unreachable(home) if home is not None else None
+        blocked = unreachable(home)
         if blocked is None:
             return ""
         return (
-            f"apps run as users of their own, but {blocked} is not searchable by others: they "
-            "cannot reach their builds by path (virtualenvs, absolute paths); "
-            f"`chmod o+x {blocked}` or move SHIPMATE_HOME"
+            f"apps are not isolated: they run as root, because {blocked} is not searchable by "
+            "others and app users could not reach their builds; `chmod o+x "
+            f"{blocked}` (it lists nothing) or set SHIPMATE_HOME under a searchable directory"
         )
     if os.geteuid() == 0:
         return f"apps are not isolated ({SWITCH}=off): they run as root"
@@ -103,7 +112,7 @@ def find_user(app: str, home: Path) -> AppUser | None:
 
 def ensure_user(app: str, home: Path) -> AppUser | None:
     """The app's user, created if missing; None when isolation is off."""
-    if not enabled():
+    if not active(home):
         return None
     with _lock:
         found = find_user(app, home)

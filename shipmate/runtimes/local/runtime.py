@@ -77,7 +77,7 @@ class LocalRuntime:
         self.isolation = isolation.warning(home)
         if self.isolation:
             logging.getLogger("shipmate.rack").warning("WARNING: %s", self.isolation)
-        if isolation.enabled():
+        if isolation.active(home):
             isolation.harden_home(home)
 
     def _lock(self, app: str) -> asyncio.Lock:
