@@ -116,7 +116,7 @@ def rack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rack]:
     """A rack shared by the tests of a module, on a new database of each backend in turn."""
-    home = reachable_home(tmp_path_factory)
+    home = reachable_home(tmp_path_factory.mktemp("rack"))
     with database(request, request.param, home) as url:
         rack = start_rack(home, None if request.param == "sqlite" else url)
         try:
@@ -124,16 +124,22 @@ def rack(
         finally:
             remove_apps(rack)
             stop_rack(rack)
-            if home.parent == Path(tempfile.gettempdir()):
-                shutil.rmtree(home, ignore_errors=True)
+            remove_home(home)
 
 
-def reachable_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A rack home. As root, in /tmp rather than pytest's directory (root's alone), so that
-    app users can reach their builds and the apps run isolated, as on a real rack."""
+def reachable_home(fallback: Path) -> Path:
+    """A rack home: `fallback`, or as root a directory in /tmp rather than pytest's (root's
+    alone), so that app users can reach their builds and apps run isolated, as on a rack."""
     if os.geteuid() != 0:
-        return tmp_path_factory.mktemp("rack")
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
     return Path(tempfile.mkdtemp(prefix="shipmate-rack-"))
+
+
+def remove_home(home: Path) -> None:
+    """A home reachable_home made in /tmp (pytest removes its own)."""
+    if home.parent == Path(tempfile.gettempdir()) and home.name.startswith("shipmate-rack-"):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def remove_apps(rack: Rack) -> None:
