@@ -124,6 +124,13 @@ def memory_used(groups: Cgroups) -> int | None:
     return None
 
 
+def remove(groups: Cgroups) -> None:
+    """The cgroups of a process that never started (the shim removes those of the others)."""
+    for directory in groups.dirs:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
 def remove_app(app: str, root: Path = ROOT) -> None:
     """The app's cgroup directories, once its processes are gone (the shims remove theirs)."""
     for parent in (root / "memory" / GROUP / app, root / "cpu" / GROUP / app, root / GROUP / app):

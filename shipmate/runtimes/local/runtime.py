@@ -200,7 +200,8 @@ class LocalRuntime:
             )
         except BaseException:
             self._processes.pop(process.id, None)
-            cgroups.remove_app(desired.app)  # the empty ones only
+            if process.cgroups is not None:
+                cgroups.remove(process.cgroups)
             raise
         if not oneoff:
             where = f", port {process.port}" if process.port is not None else ""
