@@ -193,3 +193,27 @@ def test_deleting_the_apps_removes_their_users_and_cgroups(rack: Rack) -> None:
         assert find_user(app, rack.home) is None
         assert not Path("/sys/fs/cgroup/memory/shipmate", app).exists()
         assert not Path("/sys/fs/cgroup/cpu/shipmate", app).exists()
+
+
+def test_a_build_with_a_virtualenv_is_the_apps_to_use_not_to_change(rack: Rack) -> None:
+    source = Path(tempfile.mkdtemp(prefix="shipmate-deps-"))
+    try:
+        shutil.copytree(EXAMPLE, source, dirs_exist_ok=True)
+        (source / "requirements.txt").write_text("")  # a virtualenv, nothing to download
+        rack.deploy("iso-deps", source)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+    user = find_user("iso-deps", rack.home)
+    assert user is not None
+    [build] = [b["id"] for b in rack.builds("iso-deps")]
+    venv = rack.home / "builds" / build / ".venv"
+    # Created by the app's user (python -m venv and pip run as it), then handed to root.
+    assert (venv.stat().st_uid, venv.stat().st_gid) == (0, user.gid)
+    out = one_off(
+        rack,
+        "iso-deps",
+        'python -c "import sys; print(sys.prefix)"; touch .venv/x app.py 2>&1; echo code $?',
+    )
+    assert str(venv) in out.splitlines()
+    assert "Permission denied" in out and "code 1" in out
+    rack.ok("apps", "delete", "iso-deps")
