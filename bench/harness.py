@@ -107,6 +107,9 @@ def rack(prefix: str, pythonpath: Path | None = None) -> Iterator[Rack]:
     `pythonpath`: run the CLI and the rack from that checkout rather than the installed one.
     """
     with tempfile.TemporaryDirectory(prefix=f"shipmate-bench-{prefix}-") as tmp:
+        # Passable by others, so that (as root) app users reach their builds and the apps run
+        # isolated, as on a real rack (docs/SECURITY.md).
+        os.chmod(tmp, 0o711)
         home = Path(tmp) / "home"
         home.mkdir()
         env = base_env()
@@ -119,6 +122,11 @@ def rack(prefix: str, pythonpath: Path | None = None) -> Iterator[Rack]:
         try:
             yield r
         finally:
+            # Deleting the apps removes their users (as root); stopping the rack would not.
+            apps = r.run("apps", "--json", check=False)
+            if apps.returncode == 0:
+                for app in json.loads(apps.stdout):
+                    r.run("apps", "delete", app["name"], check=False, timeout=120)
             done = r.run("rack", "stop", "--all", check=False, timeout=120)
             if done.returncode != 0:
                 for name in ("rack.json", "router.json"):

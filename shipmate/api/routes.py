@@ -103,6 +103,7 @@ async def rack(ctx: Ctx) -> RackOut:
         router=ctx.router_url,
         status="running",
         version=shipmate.__version__,
+        isolation=getattr(ctx.runtime, "isolation", ""),
     )
 
 

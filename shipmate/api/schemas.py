@@ -18,6 +18,8 @@ class RackOut(BaseModel):
     router: str
     status: str
     version: str
+    # "" when each app runs as a user of its own; else why apps are not kept apart.
+    isolation: str = ""
 
 
 class AppCreate(BaseModel):
@@ -200,6 +202,7 @@ class ProcessOut(BaseModel):
     command: str
     pid: int | None
     port: int | None
+    memory: int | None = None  # bytes in use
 
     @classmethod
     def of(cls, p: ProcessInfo) -> ProcessOut:
@@ -212,6 +215,7 @@ class ProcessOut(BaseModel):
             command=p.command,
             pid=p.pid,
             port=p.port,
+            memory=p.memory,
         )
 
 

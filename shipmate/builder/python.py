@@ -20,6 +20,7 @@ from pathlib import Path
 from shipmate.builder.errors import BuildFailed
 from shipmate.common.files import atomic_write
 from shipmate.common.pids import proc_start_time, same_process
+from shipmate.runtimes.local import isolation
 
 __all__ = ["build_python", "needs_virtualenv", "stop_leftover", "venv_bin"]
 
@@ -44,14 +45,35 @@ def build_python(
     python: str = sys.executable,
     timeout: float = 1800,
     pid_file: Path | None = None,
+    app: str | None = None,
+    home: Path | None = None,
 ) -> None:
     """Create `src/.venv` and pip-install the app's requirements, streaming output to `log`.
 
-    Raises BuildFailed when a step exits non-zero or the whole build exceeds `timeout`.
-    While a step runs, `pid_file` names its process group ("PID START_TIME"), so a rack
-    killed mid-build can stop it at its next start (see `stop_leftover`).
+    With `app` (of the rack in `home`), when the rack runs as root, the install runs as the
+    app's user (user code runs in `pip install`: setup.py, build backends), and the build is
+    then the app's to read and nobody's to change. Raises BuildFailed when a step exits
+    non-zero or the whole build exceeds `timeout`. While a step runs, `pid_file` names its
+    process group ("PID START_TIME"), so a rack killed mid-build can stop it at its next
+    start (see `stop_leftover`).
     """
     src = Path(src)
+    user = isolation.ensure_user(app, home) if app is not None and home is not None else None
+    try:
+        _build(src, log, python, timeout, user, pid_file)
+    finally:
+        if user is not None:
+            isolation.grant_build(src, user)
+
+
+def _build(
+    src: Path,
+    log: Callable[[str], None],
+    python: str,
+    timeout: float,
+    user: isolation.AppUser | None,
+    pid_file: Path | None,
+) -> None:
     if not needs_virtualenv(src):
         log("No requirements.txt or pyproject.toml: nothing to install")
         return
@@ -68,6 +90,12 @@ def build_python(
             venv.unlink()
 
     env = _build_env(venv)
+    if user is not None:
+        isolation.grant_build(src, user, writable=True)
+        python = _reachable_python(python)
+        # The app's user has no home: no pip cache, no user configuration to read.
+        env["PIP_NO_CACHE_DIR"] = "1"
+        env["HOME"] = str(src)
     log(f"Creating virtualenv {VENV_DIR}")
     code = _stream(
         [python, "-m", "venv", VENV_DIR],
@@ -78,6 +106,7 @@ def build_python(
         deadline,
         timeout,
         pid_file,
+        user,
     )
     if code != 0:
         raise BuildFailed(
@@ -94,10 +123,20 @@ def build_python(
         log("Installing pyproject.toml (pip install .)")
         args = ["."]
     shown = " ".join([".venv/bin/python -m pip install", *PIP_FLAGS, *args])
-    code = _stream([*pip, *args], shown, src, env, log, deadline, timeout, pid_file)
+    code = _stream([*pip, *args], shown, src, env, log, deadline, timeout, pid_file, user)
     if code != 0:
         raise BuildFailed(f"pip install failed with exit code {code}; see the build log")
     log("Dependencies installed")
+
+
+def _reachable_python(python: str) -> str:
+    """`python`, or the system's python3 when the app's user cannot run it (an interpreter
+    under a private home, as pyenv's in /root)."""
+    real = Path(python).resolve()
+    for directory in [*real.parents]:
+        if not os.stat(directory).st_mode & 0o001:
+            return shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or python
+    return python
 
 
 def _build_env(venv: Path) -> dict[str, str]:
@@ -120,6 +159,7 @@ def _stream(
     deadline: float,
     timeout: float,
     pid_file: Path | None = None,
+    user: isolation.AppUser | None = None,
 ) -> int:
     """Run `command`, passing each output line to `log` as it arrives; return the exit code.
 
@@ -140,6 +180,10 @@ def _stream(
         # Own process group, so a timeout kills pip's children (compilers, build backends)
         # along with it.
         start_new_session=True,
+        # subprocess drops the supplementary groups, then the gid, then the uid.
+        user=user.uid if user is not None else None,
+        group=user.gid if user is not None else None,
+        extra_groups=[] if user is not None else None,
     )
     if pid_file is not None:
         atomic_write(pid_file, f"{proc.pid} {proc_start_time(proc.pid)}\n".encode())

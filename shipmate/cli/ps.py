@@ -27,9 +27,17 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
         print_json(found)
         return
     table(
-        ["id", "service", "status", "release", "started", "command"],
+        ["id", "service", "status", "release", "started", "mem", "command"],
         [
-            [p["id"], p["service"], p["status"], p["release"], relative(p["started"]), p["command"]]
+            [
+                p["id"],
+                p["service"],
+                p["status"],
+                p["release"],
+                relative(p["started"]),
+                f"{p['memory'] / 1048576:.0f}M" if p.get("memory") is not None else "",
+                p["command"],
+            ]
             for p in found
         ],
     )

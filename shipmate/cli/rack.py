@@ -36,6 +36,7 @@ def rack(ctx: click.Context, as_json: bool) -> None:
             ("Router", info["router"]),
             ("Status", info["status"]),
             ("Version", info["version"]),
+            ("Isolation", info.get("isolation") or "a user per app, memory and CPU limits"),
         ]
     )
 

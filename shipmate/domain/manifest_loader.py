@@ -194,6 +194,8 @@ class _Loader:
             port=self.port(data.get("port"), f"{path}.port"),
             health=self.health(data.get("health"), f"{path}.health"),
             count=self.scale(data.get("scale"), f"{path}.scale"),
+            memory=self.limit(data.get("scale"), f"{path}.scale", "memory", low=4),
+            cpu=self.limit(data.get("scale"), f"{path}.scale", "cpu", low=1),
             environment=self.environment(data.get("environment"), f"{path}.environment"),
             minimum=self.integer(
                 deployment.get("minimum", 50), f"{path}.deployment.minimum", low=0, high=100
@@ -289,6 +291,12 @@ class _Loader:
         if data.get("count") is None:
             return 1
         return self.count(data["count"], f"{path}.count")
+
+    def limit(self, value: object, path: str, key: str, *, low: int) -> int | None:
+        """`scale.memory` or `scale.cpu` (checked with the rest of `scale` by `scale`)."""
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            return None
+        return self.integer(value[key], f"{path}.{key}", low=low)
 
     def count(self, value: object, path: str) -> int:
         if isinstance(value, Mapping):

@@ -56,6 +56,8 @@ class Service:
     that must stay healthy / may run during a rollout). `deadline` is `deployment.deadline`, a
     shipmate extension: the seconds a promotion may take before it is reverted (default 120).
     `termination_grace` is `termination.grace`: seconds between SIGTERM and SIGKILL.
+    `memory` (MB) and `cpu` (CPU units, 1024 = one CPU) are `scale.memory` / `scale.cpu`:
+    the limits of each process, None for none.
     """
 
     name: str
@@ -69,6 +71,8 @@ class Service:
     maximum: int = 200
     termination_grace: int = 30
     deadline: int = DEFAULT_DEADLINE
+    memory: int | None = None
+    cpu: int | None = None
 
 
 @dataclass(frozen=True)

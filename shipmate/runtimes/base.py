@@ -38,6 +38,9 @@ class ServiceSpec:
     # The service's `build:` directory, relative to the build: where its processes run
     # and (Python) its virtualenv lives.
     build: str = "."
+    # scale.memory (MB) and scale.cpu (CPU units, 1024 = one CPU); None: no limit.
+    memory: int | None = None
+    cpu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class ProcessInfo:
     port: int | None
     started_at: datetime
     command: str
+    memory: int | None = None  # bytes in use, when the runtime can tell
 
 
 class EventSink(Protocol):

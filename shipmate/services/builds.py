@@ -107,7 +107,12 @@ async def run_build(ctx: Context, build: Build) -> None:
                 services = ", ".join(s.name for s in manifest.services if build_path(s) == where)
                 log(f"Directory {where} (services {services})")
             await asyncio.to_thread(
-                build_python, directory / where, log, pid_file=_pid_file(ctx, build.id)
+                build_python,
+                directory / where,
+                log,
+                pid_file=_pid_file(ctx, build.id),
+                app=build.app,
+                home=ctx.settings.home,
             )
         _freeze(directory)
         with ctx.store.unit_of_work() as uow:

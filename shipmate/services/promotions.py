@@ -81,6 +81,8 @@ def desired_state(
                 termination_grace=service.termination_grace,
                 environment=env,
                 build=service.build,
+                memory=service.memory,
+                cpu=service.cpu,
             )
         )
     return DesiredState(

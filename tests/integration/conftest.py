@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,10 +116,36 @@ def rack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rack]:
     """A rack shared by the tests of a module, on a new database of each backend in turn."""
-    home = tmp_path_factory.mktemp("rack")
+    home = reachable_home(tmp_path_factory.mktemp("rack"))
     with database(request, request.param, home) as url:
         rack = start_rack(home, None if request.param == "sqlite" else url)
         try:
             yield rack
         finally:
+            remove_apps(rack)
             stop_rack(rack)
+            remove_home(home)
+
+
+def reachable_home(fallback: Path) -> Path:
+    """A rack home: `fallback`, or as root a directory in /tmp rather than pytest's (root's
+    alone), so that app users can reach their builds and apps run isolated, as on a rack."""
+    if os.geteuid() != 0:
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+    return Path(tempfile.mkdtemp(prefix="shipmate-rack-"))
+
+
+def remove_home(home: Path) -> None:
+    """A home reachable_home made in /tmp (pytest removes its own)."""
+    if home.parent == Path(tempfile.gettempdir()) and home.name.startswith("shipmate-rack-"):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def remove_apps(rack: Rack) -> None:
+    """Delete the rack's apps: their users (as root) go with them, not with the home."""
+    result = rack.run("apps", "--json")
+    if result.code != 0:
+        return
+    for app in json.loads(result.out):
+        rack.run("apps", "delete", app["name"], timeout=60)

@@ -16,18 +16,29 @@ import httpx
 import pytest
 
 from shipmate.common.waiting import poll_until
-from tests.integration.conftest import EXAMPLE, Rack, start_rack, stop_rack
+from tests.integration.conftest import (
+    EXAMPLE,
+    Rack,
+    reachable_home,
+    remove_apps,
+    remove_home,
+    start_rack,
+    stop_rack,
+)
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
-    rack = start_rack(tmp_path_factory.mktemp("procs"))
+    home = reachable_home(tmp_path_factory.mktemp("procs"))
+    rack = start_rack(home)
     try:
         yield rack
     finally:
+        remove_apps(rack)
         stop_rack(rack)
+        remove_home(home)
 
 
 def eventually(check: Callable[[], object], timeout: float = 30.0) -> object:
@@ -61,6 +72,7 @@ def test_a_killed_process_is_restarted_and_shown(rack: Rack) -> None:
         "STATUS",
         "RELEASE",
         "STARTED",
+        "MEM",
         "COMMAND",
     ]
     assert re.split(r"\s{2,}", table[1])[:3] == [first["id"], "web", "running"]

@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.integration.conftest import EXAMPLE, start_rack, stop_rack
+from tests.integration.conftest import (
+    EXAMPLE,
+    reachable_home,
+    remove_apps,
+    remove_home,
+    start_rack,
+    stop_rack,
+)
 
 DURATION = 30.0  # seconds of load, at least
 CONCURRENCY = 16
@@ -89,8 +96,8 @@ def two_process_app(where: Path) -> Path:
 
 
 def test_ten_rollbacks_under_load_drop_nothing(tmp_path: Path) -> None:
-    (tmp_path / "rack").mkdir()
-    rack = start_rack(tmp_path / "rack")
+    home = reachable_home(tmp_path / "rack")
+    rack = start_rack(home)
     load: Load | None = None
     rollbacks: list[tuple[float, float, str, str]] = []  # command start, return, target, copy
     try:
@@ -118,7 +125,9 @@ def test_ten_rollbacks_under_load_drop_nothing(tmp_path: Path) -> None:
     finally:
         if load is not None:
             load.stop()
+        remove_apps(rack)
         stop_rack(rack)
+        remove_home(home)
 
     took = ", ".join(f"{returned - issued:.1f}" for issued, returned, _, _ in rollbacks)
     print(

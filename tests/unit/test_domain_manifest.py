@@ -501,15 +501,11 @@ def test_a_convox_manifest_warns_of_each_ignored_key():
         "ignored by this runtime: services.api.tls",
         "ignored by this runtime: services.proxy.image",
         "ignored by this runtime: services.proxy.port.scheme (https)",
-        "ignored by this runtime: services.proxy.scale.cpu",
-        "ignored by this runtime: services.proxy.scale.memory",
         "ignored by this runtime: services.foo.singleton",
         "ignored by this runtime: services.scaler.scale.count range 1-5 (running 1)",
         "ignored by this runtime: services.scaler.scale.targets",
         "ignored by this runtime: services.inherit.image",
         "ignored by this runtime: services.inherit.port.scheme (https)",
-        "ignored by this runtime: services.inherit.scale.cpu",
-        "ignored by this runtime: services.inherit.scale.memory",
     }
     assert set(warnings) == expected
     assert len(warnings) == len(expected)
@@ -559,7 +555,20 @@ def test_every_convox_service_key_is_accepted_with_a_warning(key):
     assert m.warnings == (f"ignored by this runtime: services.web.{name}",)
 
 
-@pytest.mark.parametrize("key", ["cpu: 256", "memory: 512", "gpu: 1", "targets: {cpu: 50}"])
+def test_scale_memory_and_cpu_are_the_limits_of_each_process():
+    m = load_manifest("services:\n  web:\n    scale:\n      memory: 64\n      cpu: 512\n")
+    assert m.warnings == ()
+    assert (m.service("web").memory, m.service("web").cpu, m.service("web").count) == (64, 512, 1)
+    assert (m.service("web").memory, Service(name="x").cpu) == (64, None)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "yes"])
+def test_scale_memory_must_be_a_positive_integer(value):
+    with pytest.raises(InvalidInput, match=r"services\.web\.scale\.memory"):
+        load_manifest(f"services:\n  web:\n    scale:\n      memory: {value}\n")
+
+
+@pytest.mark.parametrize("key", ["gpu: 1", "targets: {cpu: 50}"])
 def test_convox_scale_keys_are_accepted_with_a_warning(key):
     name = key.split(":")[0]
     m = load_manifest(f"services:\n  web:\n    scale:\n      {key}\n")

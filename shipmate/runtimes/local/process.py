@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,9 @@ from shipmate.common.pids import same_process
 from shipmate.common.waiting import WaitTimeout, wait_for
 from shipmate.domain.humanize import utcnow
 from shipmate.runtimes.base import ProcessInfo
+from shipmate.runtimes.local import cgroups as cg
 from shipmate.runtimes.local.command import shell_argv
+from shipmate.runtimes.local.isolation import AppUser
 
 # Variables of the rack's own environment that a process needs to run at all; everything
 # else a process sees comes from its release, as on Heroku and Convox.
@@ -59,6 +61,9 @@ class LocalProcess:
     exit_code: int | None = None
     expected_exit: bool = False
     health_problem: str | None = None  # the last failed check, while not yet healthy
+    user: AppUser | None = None  # the app's own user, when the rack runs as root
+    cgroups: cg.Cgroups | None = None
+    oom_killed: bool = False  # the kernel killed it for going over its memory limit
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     _shim: subprocess.Popen[bytes] | None = None
     _poller: asyncio.Task[None] | None = None
@@ -87,7 +92,31 @@ class LocalProcess:
             port=self.port,
             started_at=self.started_at,
             command=self.command,
+            memory=self.memory_used(),
         )
+
+    def memory_used(self) -> int | None:
+        """Bytes in use: the cgroup's count, else the resident set of the process itself."""
+        if self.cgroups is not None:
+            return cg.memory_used(self.cgroups)
+        if self.pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    @property
+    def exit_description(self) -> str:
+        """How the process ended, for the event of an unexpected exit."""
+        if self.oom_killed:
+            limit = self.cgroups.memory_mb if self.cgroups is not None else None
+            return f"Exited: out of memory (limit {limit} MB)" if limit else "Exited: out of memory"
+        return f"Exited with code {self.exit_code}"
 
     def _meta(self) -> dict[str, Any]:
         return {
@@ -99,6 +128,7 @@ class LocalProcess:
             "port": self.port,
             "started": self.started_at.isoformat(),
             "oneoff": self.oneoff,
+            "cgroups": asdict(self.cgroups) if self.cgroups is not None else None,
         }
 
     async def spawn(
@@ -121,6 +151,11 @@ class LocalProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "meta.json").write_text(json.dumps(self._meta()))
         shim_log = (self.directory / "shim.log").open("ab")
+        isolation: list[str] = []
+        if self.user is not None:
+            isolation += ["--user", f"{self.user.uid}:{self.user.gid}"]
+        for directory in self.cgroups.dirs if self.cgroups is not None else ():
+            isolation += ["--cgroup", directory]
         # The shim runs in a session of its own, with no pipe to the rack, so that it and
         # the app survive the rack. It is a script of the standard library alone, run without
         # site-packages (-S) or the app's PYTHON* variables (-I): its start-up delays the app's.
@@ -136,6 +171,7 @@ class LocalProcess:
                 str(grace),
                 "--log-cap",
                 str(log_cap),
+                *isolation,
                 "--",
                 *shell_argv(self.command),
             ],
@@ -201,6 +237,7 @@ class LocalProcess:
             pid_start=state["pid_start"],
             shim_pid=state["shim_pid"],
             shim_start=state["shim_start"],
+            cgroups=_cgroups(meta.get("cgroups")),
         )
         process.expected_exit = process.status == "stopping"
         process._watch()
@@ -237,6 +274,7 @@ class LocalProcess:
         try:
             state = json.loads((self.directory / "state.json").read_text())
             self.exit_code = state.get("exit_code")
+            self.oom_killed = bool(state.get("oom_killed"))
         except (OSError, ValueError):
             self.exit_code = None
         if self.exit_code is None:
@@ -274,3 +312,11 @@ class LocalProcess:
         if self.exit_code in (137, -9):
             return f"Killed after {grace:g}s termination grace"
         return f"Stopped (exit code {self.exit_code})"
+
+
+def _cgroups(data: Any) -> cg.Cgroups | None:
+    if not isinstance(data, dict):
+        return None
+    return cg.Cgroups(
+        tuple(data.get("dirs", ())), data.get("version", 1), data.get("memory_mb"), data.get("cpu")
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -32,6 +33,7 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
+from shipmate.runtimes.local import cgroups, isolation
 from shipmate.runtimes.local.oneoff import follow
 from shipmate.runtimes.local.process import LocalProcess, free_port
 from shipmate.runtimes.local.rolling import ServiceRollout
@@ -62,6 +64,7 @@ class LocalRuntime:
         events: AppEventSink = _quiet,
         log_cap: int = DEFAULT_LOG_CAP,
     ) -> None:
+        self.home = home
         self.run_dir = home / "run"
         self.routes = routes
         self.events = events
@@ -72,6 +75,12 @@ class LocalRuntime:
         self._background: set[asyncio.Task[None]] = set()
         self._backoff = CrashBackoff()
         self.client = httpx.AsyncClient()
+        # "" when each app runs as its own user; otherwise what the rack warns of.
+        self.isolation = isolation.warning(home)
+        if self.isolation:
+            logging.getLogger("shipmate.rack").warning("WARNING: %s", self.isolation)
+        if isolation.active(home):
+            isolation.harden_home(home)
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -172,6 +181,13 @@ class LocalRuntime:
             oneoff=oneoff,
         )
         self._processes[process.id] = process
+        try:
+            process.user = await asyncio.to_thread(self._grant, desired)
+        except BaseException:
+            self._processes.pop(process.id, None)
+            raise
+        # A one-off of the service gets the service's limits.
+        process.cgroups = cgroups.create(desired.app, process.id, spec.memory, spec.cpu)
         if not oneoff:
             emit(
                 f"{spec.name}-{release_hash(desired.release_id)}", f"Created process: {process.id}"
@@ -187,6 +203,8 @@ class LocalRuntime:
             )
         except BaseException:
             self._processes.pop(process.id, None)
+            if process.cgroups is not None:
+                cgroups.remove(process.cgroups)
             raise
         if not oneoff:
             where = f", port {process.port}" if process.port is not None else ""
@@ -194,6 +212,13 @@ class LocalRuntime:
             self._spawn(self._observe_exit(process))
         self._prune(desired.app)
         return process
+
+    def _grant(self, desired: DesiredState) -> isolation.AppUser | None:
+        """The app's user (created for an app older than isolation), with its build readable."""
+        user = isolation.ensure_user(desired.app, self.home)
+        if user is not None:
+            isolation.grant_build(desired.directory, user)
+        return user
 
     def _prune(self, app: str) -> None:
         exited = [
@@ -211,7 +236,7 @@ class LocalRuntime:
             await self.routes.remove_backend(process.app, process.service, process.backend)
         if process.expected_exit:
             return
-        self.events(process.app, process.id, f"Exited with code {process.exit_code}")
+        self.events(process.app, process.id, process.exit_description)
         desired = self._desired.get(process.app)
         if desired is None or desired.release_id != process.release_id:
             return  # not part of what the app runs (a rollout handles its own failures)
@@ -312,6 +337,8 @@ class LocalRuntime:
             for process_id in [k for k, p in self._processes.items() if p.app == app]:
                 del self._processes[process_id]
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
+        cgroups.remove_app(app)
+        await asyncio.to_thread(isolation.remove_user, app, self.home)
 
     async def shutdown(self) -> None:
         """The rack is stopping: leave the apps running (their shims keep them) and let go."""

@@ -25,7 +25,10 @@ import signal
 import sys
 
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
-USAGE = "usage: shim.py --dir DIR [--grace SECONDS] [--log-cap BYTES] -- COMMAND..."
+USAGE = (
+    "usage: shim.py --dir DIR [--grace SECONDS] [--log-cap BYTES] [--user UID:GID]"
+    " [--cgroup DIR]... -- COMMAND..."
+)
 
 
 # A copy of shipmate.common.pids.proc_start_time: the shim runs as `python -I -S` from its
@@ -83,24 +86,43 @@ class Log:
                 self.file = open(self.path, "ab")  # noqa: SIM115
 
 
-def _parse(argv: list[str]) -> tuple[str, float, int, list[str]]:
-    """(directory, grace, log cap, command); argparse alone takes longer to import than the
-    interpreter takes to start."""
-    options = {"--dir": "", "--grace": "30", "--log-cap": str(DEFAULT_LOG_CAP)}
+class Options:
+    def __init__(self) -> None:
+        self.directory = ""
+        self.grace = 30.0
+        self.log_cap = DEFAULT_LOG_CAP
+        self.user: tuple[int, int] | None = None
+        self.cgroups: list[str] = []
+        self.command: list[str] = []
+
+
+def _parse(argv: list[str]) -> Options:
+    """The options; argparse alone takes longer to import than the interpreter takes to
+    start."""
+    options = {"--dir": "", "--grace": "30", "--log-cap": str(DEFAULT_LOG_CAP), "--user": ""}
+    parsed = Options()
     rest = list(argv)
     while rest and rest[0] != "--" and rest[0].startswith("--"):
         name, eq, value = rest.pop(0).partition("=")
-        if name not in options or (not eq and not rest):
+        if (name not in options and name != "--cgroup") or (not eq and not rest):
             sys.exit(f"{USAGE}\nshim.py: error: bad option {name}")
-        options[name] = value if eq else rest.pop(0)
-    command = rest[1:] if rest[:1] == ["--"] else rest
+        value = value if eq else rest.pop(0)
+        if name == "--cgroup":
+            parsed.cgroups.append(value)
+        else:
+            options[name] = value
+    parsed.command = rest[1:] if rest[:1] == ["--"] else rest
     try:
-        grace, cap = float(options["--grace"]), int(options["--log-cap"])
+        parsed.grace, parsed.log_cap = float(options["--grace"]), int(options["--log-cap"])
+        if options["--user"]:
+            uid, _, gid = options["--user"].partition(":")
+            parsed.user = (int(uid), int(gid))
     except ValueError:
-        sys.exit(f"{USAGE}\nshim.py: error: --grace and --log-cap take numbers")
-    if not options["--dir"] or not command:
+        sys.exit(f"{USAGE}\nshim.py: error: --grace, --log-cap and --user take numbers")
+    if not options["--dir"] or not parsed.command:
         sys.exit(f"{USAGE}\nshim.py: error: --dir and a command are required")
-    return options["--dir"], grace, cap, command
+    parsed.directory = options["--dir"]
+    return parsed
 
 
 def _spawn(command: list[str]) -> tuple[int, int]:
@@ -127,10 +149,98 @@ def _spawn(command: list[str]) -> tuple[int, int]:
     return pid, read
 
 
+def _spawn_isolated(
+    command: list[str], user: tuple[int, int] | None, cgroups: list[str]
+) -> tuple[int, int]:
+    """As _spawn, as the app's user and inside its cgroups: posix_spawn can do neither, so a
+    fork, then in the child (before exec, so nothing of the app runs outside them) the
+    cgroups, then setgroups/setgid/setuid, which leave no capability to a non-root uid."""
+    read, write = os.pipe()
+    errors_read, errors_write = os.pipe()  # closed by a successful exec: EOF means started
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child of a fork)
+        try:
+            os.setsid()
+            for directory in cgroups:
+                fd = os.open(directory + "/cgroup.procs", os.O_WRONLY)
+                os.write(fd, b"0")  # 0: the writing process itself
+                os.close(fd)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(write, 1)
+            os.dup2(write, 2)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            if user is not None:
+                os.setgroups([])
+                os.setgid(user[1])
+                os.setuid(user[0])
+            os.execvpe(command[0], command, os.environ)
+        except BaseException as exc:  # reported to the parent, then exit
+            os.write(errors_write, str(exc).encode() or b"error")
+        os._exit(127)
+    os.close(write)
+    os.close(errors_write)
+    failed = os.read(errors_read, 4096)
+    os.close(errors_read)
+    if failed:
+        os.waitpid(pid, 0)
+        os.close(read)
+        raise OSError(failed.decode(errors="replace"))
+    return pid, read
+
+
+def _oom_killed(cgroups: list[str]) -> bool:
+    """Whether the kernel's OOM killer killed a process of these cgroups (v1 oom_control,
+    v2 memory.events both count `oom_kill`)."""
+    for directory in cgroups:
+        for name in ("memory.oom_control", "memory.events"):
+            try:
+                with open(f"{directory}/{name}") as f:
+                    for line in f:
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+            except (OSError, ValueError):
+                continue
+    return False
+
+
+def _remove_cgroups(cgroups: list[str]) -> None:
+    """Kill what is left in the cgroups (a daemon that left the process group cannot leave
+    them), then remove them."""
+    import time
+
+    for directory in cgroups:
+        for _ in range(50):
+            try:
+                with open(f"{directory}/cgroup.procs") as f:
+                    left = [int(p) for p in f.read().split()]
+                for pid in left:
+                    os.kill(pid, signal.SIGKILL)
+                os.rmdir(directory)
+                break
+            except ProcessLookupError:
+                continue
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)  # EBUSY: the killed ones are still exiting
+
+
 def main(argv: list[str] | None = None) -> int:
-    directory, grace, log_cap, command = _parse(sys.argv[1:] if argv is None else argv)
+    options = _parse(sys.argv[1:] if argv is None else argv)
+    directory, grace, log_cap, command = (
+        options.directory,
+        options.grace,
+        options.log_cap,
+        options.command,
+    )
     try:
-        pid, output = _spawn(command)
+        if options.user is None and not options.cgroups:
+            pid, output = _spawn(command)
+        else:
+            pid, output = _spawn_isolated(command, options.user, options.cgroups)
     except OSError as exc:
         sys.exit(f"shim.py: cannot start {command[0]}: {exc}")
 
@@ -198,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     reader.join(timeout=2)
     # A process killed by a signal reports -N; shells say 128+N, which is what users know.
     state["exit_code"] = code if code >= 0 else 128 - code
+    if options.cgroups:
+        state["oom_killed"] = _oom_killed(options.cgroups)
+        _remove_cgroups(options.cgroups)
     state["status"] = "exited"
     write_json(state_path, state)
     return 0
