@@ -55,8 +55,13 @@ def free_port() -> int:
 
 def base_env() -> dict[str, str]:
     """The environment of the rack and of the app run by hand: the same `python3` for both
-    (the benchmark's interpreter first on PATH), and nothing of another rack."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMATE_")}
+    (the benchmark's interpreter first on PATH), and nothing of another rack but the
+    isolation switch (SHIPMATE_ISOLATION=off measures the rack without app users)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SHIPMATE_") or k == "SHIPMATE_ISOLATION"
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     return env
 
