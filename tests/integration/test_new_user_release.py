@@ -1,5 +1,5 @@
-"""Issue 10, the release path as a new user met it: what `releases` and `env` say after a
-reverted promotion."""
+"""Issue 10, the release path as a new user met it: a rack killed during a release command,
+what `releases` and `env` say after a reverted promotion, release output in `logs`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import time
 from pathlib import Path
 
 from shipmate.common.waiting import poll_until
@@ -93,3 +95,69 @@ def test_a_reverted_release_is_marked_and_env_says_changes_fork_from_it(rack: Ra
     # The latest release is the active one again: nothing more is said.
     assert rack.ok("env", "-a", "forky") == "X=1\n"
     assert [r["status"] for r in rack.releases("forky")][:4] == ["active", "", "reverted", ""]
+
+
+def test_release_command_output_is_shown_once_in_logs(rack: Rack, tmp_path: Path) -> None:
+    rack.ok("apps", "create", "migrator")
+    out = rack.ok(
+        "deploy", str(with_release(tmp_path, "echo migrating $RELEASE")), "-a", "migrator"
+    )
+    r1 = rack.releases("migrator")[0]["id"]
+    # The promotion's stream shows it as it runs...
+    assert re.search(rf"^{STAMP} system/local/release-{r1.lower()} migrating {r1}$", out, re.M)
+    # ... and `logs` once, under the same name: the release command is no process of `ps`.
+    logs = events(rack, "migrator")
+    shown = [line for line in logs.splitlines() if line.endswith(f" migrating {r1}")]
+    assert len(shown) == 1, logs
+    assert re.fullmatch(rf"{STAMP} system/local/release-{r1.lower()} migrating {r1}", shown[0])
+    assert "Release command finished (exit code 0)" in logs
+
+
+def test_rack_killed_during_the_release_command_stops_it_and_reverts(
+    rack: Rack, tmp_path: Path
+) -> None:
+    rack.deploy("phasekill")
+    r1 = rack.releases("phasekill")[0]["id"]
+    marker = tmp_path / "marker"
+    source = with_release(tmp_path, f"echo started; sleep {RELEASE_SLEEP}; touch {marker}")
+    deploy = rack.popen("deploy", str(source), "-a", "phasekill")
+    poll_until(
+        lambda: "Running release command" in events(rack, "phasekill"),
+        120,
+        interval=0.2,
+        what="the release command to start",
+    )
+    began = time.monotonic()
+    os.kill(int(rack.info["pid"]), signal.SIGKILL)
+    deploy.communicate(timeout=60)
+    assert deploy.returncode == 1  # the CLI lost its rack and says so
+    (rack.home / "rack.json").unlink()
+    rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
+
+    info = settled(rack, "phasekill")
+    assert info["release"] == r1
+    latest = rack.releases("phasekill")[0]
+    assert latest["id"] != r1
+    logs = events(rack, "phasekill")
+    obj = f"system/local/release-{str(latest['id']).lower()}"
+    stopped = re.search(
+        rf"^{STAMP} {obj} Stopped the release command \(pid (\d+)\) before the revert$",
+        logs,
+        re.M,
+    )
+    assert stopped is not None, logs
+    assert re.search(
+        rf"^{STAMP} {obj} Release command: (Stopped \(exit code \d+\)|Killed)", logs, re.M
+    )
+    lines = logs.splitlines()
+    stop_at = next(i for i, line in enumerate(lines) if "Stopped the release command" in line)
+    revert_at = next(i for i, line in enumerate(lines) if "Rollback => Reverted" in line)
+    assert stop_at < revert_at
+    # Gone, with its whole process group (the sleep too); no one-off left in `ps`.
+    assert not group_alive(int(stopped.group(1)))
+    assert all(p["release"] == r1 for p in json.loads(rack.ok("ps", "-a", "phasekill", "--json")))
+    # It never finishes: wait out the sleep, and the marker never appears.
+    time.sleep(max(0.0, began + RELEASE_SLEEP + 2 - time.monotonic()))
+    assert not marker.exists()
+    assert rack.get("phasekill").json()["release"] == r1
+    assert rack.releases("phasekill")[0]["status"] == "reverted"
