@@ -197,7 +197,7 @@ def release_status(active: bool, promotions: Sequence[Promotion]) -> str:
     return ""
 
 
-def fork_note(latest: str, active: str | None, promotions: Sequence[Promotion]) -> str:
+def fork_note(latest: str, active: str, promotions: Sequence[Promotion]) -> str:
     """Why changes fork from `latest` although `active` serves (`env`, `env set`): said
     because after a reverted promotion the environment shown is not the one running."""
     last = promotions[-1] if promotions else None
@@ -211,5 +211,7 @@ def fork_note(latest: str, active: str | None, promotions: Sequence[Promotion]) 
         why = "its promotion is in progress"
     else:
         why = "another release was promoted after it"
-    serving = f"the active release is {active}" if active else "no release is active"
-    return f"the latest release {latest} is not active ({why}); changes fork from it, {serving}"
+    return (
+        f"the latest release {latest} is not active ({why}); changes fork from it, "
+        f"the active release is {active}"
+    )

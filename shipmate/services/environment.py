@@ -40,9 +40,12 @@ def get_env(ctx: Context, app: str) -> EnvView:
 
 
 def _note(uow: UnitOfWork, app: str, latest: Release | None) -> str | None:
-    """Changes fork from the latest release; say so when it is not the one running."""
+    """Changes fork from the latest release; say so when another release is the one running.
+
+    Before any release is active there is nothing else they could fork from: no note.
+    """
     active = uow.apps.get(app).release_id
-    if latest is None or latest.id == active:
+    if latest is None or active is None or latest.id == active:
         return None
     return fork_note(latest.id, active, uow.promotions.of_release(latest.id))
 
