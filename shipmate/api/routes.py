@@ -220,14 +220,15 @@ async def build_logs(
 # environment
 @router.get("/apps/{app}/environment", response_model=EnvOut, tags=["environment"])
 async def get_env(app: AppDep, ctx: Ctx) -> EnvOut:
-    return EnvOut(env=environment.get_env(ctx, app.name))
+    view = environment.get_env(ctx, app.name)
+    return EnvOut(env=view.env, note=view.note)
 
 
 @router.post("/apps/{app}/environment", response_model=EnvChangeOut, tags=["environment"])
 async def change_env(app: AppDep, body: EnvChangeIn, ctx: Ctx) -> EnvChangeOut:
     change = environment.change_env(ctx, app.name, body.set, body.unset, body.replace)
     release = ReleaseOut.of(change.release, active=False) if change.release else None
-    return EnvChangeOut(env=change.env, release=release)
+    return EnvChangeOut(env=change.env, release=release, note=change.note)
 
 
 # releases
@@ -235,16 +236,18 @@ async def change_env(app: AppDep, body: EnvChangeIn, ctx: Ctx) -> EnvChangeOut:
 async def list_releases(
     app: AppDep, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=10000)] = 20
 ) -> list[ReleaseOut]:
-    return [
-        ReleaseOut.of(r, active=r.id == app.release_id)
-        for r in releases.list_releases(ctx, app.name, limit)
-    ]
+    listed = releases.list_releases(ctx, app.name, limit)
+    status = releases.statuses(ctx, app.name, listed)
+    return [ReleaseOut.of(r, active=r.id == app.release_id, status=status[r.id]) for r in listed]
 
 
 @router.get("/apps/{app}/releases/{release_id}", response_model=ReleaseOut, tags=["releases"])
 async def release_info(app: AppDep, release_id: str, ctx: Ctx) -> ReleaseOut:
     release, promotions = releases.get_release(ctx, app.name, release_id)
-    return ReleaseOut.of(release, active=release.id == app.release_id, promotions=promotions)
+    status = releases.statuses(ctx, app.name, [release])[release.id]
+    return ReleaseOut.of(
+        release, active=release.id == app.release_id, promotions=promotions, status=status
+    )
 
 
 @router.get(

@@ -116,11 +116,21 @@ class ReleaseOut(BaseModel):
     active: bool
     promotions: list[PromotionOut] = Field(default_factory=list)
     created_by: str = ""
+    status: str = Field(
+        default="",
+        description="`active`, `reverted` (its last promotion was reverted), or empty",
+    )
 
     _mask = field_validator("env")(visible_env)
 
     @classmethod
-    def of(cls, r: Release, active: bool, promotions: list[Promotion] | None = None) -> ReleaseOut:
+    def of(
+        cls,
+        r: Release,
+        active: bool,
+        promotions: list[Promotion] | None = None,
+        status: str | None = None,
+    ) -> ReleaseOut:
         return cls(
             id=r.id,
             app=r.app,
@@ -133,11 +143,16 @@ class ReleaseOut(BaseModel):
             active=active,
             promotions=[PromotionOut.of(p) for p in promotions or []],
             created_by=r.created_by,
+            status=status if status is not None else ("active" if active else ""),
         )
+
+
+_NOTE = "set when the latest release, which changes fork from, is not the active one"
 
 
 class EnvOut(BaseModel):
     env: dict[str, str]
+    note: str | None = Field(default=None, description=_NOTE)
 
     # Every response that carries environment values is built from ReleaseOut, EnvOut or
     # EnvChangeOut: masking here covers them all, including routes added later.
@@ -155,6 +170,7 @@ class EnvChangeOut(BaseModel):
 
     _mask = field_validator("env")(visible_env)
     release: ReleaseOut | None
+    note: str | None = Field(default=None, description=_NOTE)
 
 
 class PromoteIn(BaseModel):

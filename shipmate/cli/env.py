@@ -19,7 +19,7 @@ from shipmate.cli.common import (
     wait_for_lock_option,
     wait_option,
 )
-from shipmate.cli.output import done, print_json, progress
+from shipmate.cli.output import done, note, print_json, progress
 from shipmate.domain.envs import format_env, parse_assignments, validate_keys
 from shipmate.domain.errors import InvalidInput
 
@@ -34,7 +34,9 @@ def env(ctx: click.Context, app: str | None, as_json: bool) -> None:
     """Print the environment of the latest release."""
     if ctx.invoked_subcommand is not None:
         return
-    values = client().get(f"/apps/{app_name(app)}/environment")["env"]
+    found = client().get(f"/apps/{app_name(app)}/environment")
+    note(found.get("note"))
+    values = found["env"]
     if as_json:
         print_json(values)
         return
@@ -105,6 +107,7 @@ def _change(
         f"/apps/{name}/environment", json={"set": set_, "unset": unset, "replace": replace}
     )
     done()
+    note(result.get("note"))
     release = result["release"]
     if release is None:
         click.echo("No change: the environment already has these values; no release created")

@@ -98,3 +98,10 @@ def error(message: str) -> None:
     text = Text("ERROR:", style="bold red")
     text.append(f" {message}")
     _stderr.print(text)
+
+
+def note(message: str | None) -> None:
+    """`Note: <message>` on stderr, one line, when the rack sent one (stdout stays the data)."""
+    if message:
+        end_progress()
+        click.echo(f"Note: {message}", err=True)

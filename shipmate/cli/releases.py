@@ -43,7 +43,7 @@ def releases(ctx: click.Context, app: str | None, as_json: bool, limit: int) -> 
         [
             [
                 r["id"],
-                "active" if r["active"] else "",
+                r.get("status", "active" if r["active"] else ""),
                 r["build"] or "",
                 relative(r["created"]),
                 r["description"],

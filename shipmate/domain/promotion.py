@@ -13,6 +13,7 @@ word a failure: one record and one table of transitions and app statuses for all
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -184,3 +185,33 @@ def failure_message(promotion: Promotion) -> str:
     if promotion.reason:
         return f"{prefix}: {promotion.reason}"
     return prefix
+
+
+def release_status(active: bool, promotions: Sequence[Promotion]) -> str:
+    """A release's STATUS in `releases` (SPEC): `active`, `reverted` when its last promotion
+    (`promotions` oldest first) was reverted, else blank."""
+    if active:
+        return "active"
+    if promotions and promotions[-1].state is State.REVERTED:
+        return "reverted"
+    return ""
+
+
+def fork_note(latest: str, active: str, promotions: Sequence[Promotion]) -> str:
+    """Why changes fork from `latest` although `active` serves (`env`, `env set`): said
+    because after a reverted promotion the environment shown is not the one running."""
+    last = promotions[-1] if promotions else None
+    if last is None:
+        why = "it was never promoted"
+    elif last.state is State.REVERTED:
+        why = "its promotion was reverted"
+    elif last.state is State.FAILURE:
+        why = "its promotion failed"
+    elif not last.finished:
+        why = "its promotion is in progress"
+    else:
+        why = "another release was promoted after it"
+    return (
+        f"the latest release {latest} is not active ({why}); changes fork from it, "
+        f"the active release is {active}"
+    )

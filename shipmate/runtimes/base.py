@@ -120,9 +120,19 @@ class Runtime(Protocol):
         """Stop one process; the runtime replaces it if the app still wants it."""
 
     def run(
-        self, desired: DesiredState, service: str, command: str
+        self, desired: DesiredState, service: str, command: str, *, release_phase: bool = False
     ) -> AsyncIterator[tuple[str, str | int]]:
-        """A one-off process: ("line", text) for each line of output, then ("exit", code)."""
+        """A one-off process: ("line", text) for each line of output, then ("exit", code).
+
+        `release_phase`: the release command of a promotion. Its output is the promotion's
+        (the caller records it as events), so it is not one of `log_sources`, and a rack
+        restarted while it ran finds it with `stop_release_commands`.
+        """
+
+    async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
+        """Stop the app's release commands still running and wait until they have exited:
+        each with how it ended (`Stopped (exit code 143)`). A rack that died during a release
+        phase left its command to its shim; reverting that promotion must not let it finish."""
 
     def log_sources(self, app: str) -> list[LogSource]:
         """Output files of the app's processes, running or recently exited."""

@@ -11,9 +11,11 @@ from shipmate.domain.envs import (
     parse_assignments,
     validate_keys,
 )
+from shipmate.domain.promotion import fork_note
 from shipmate.services import audit
 from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
+from shipmate.services.ports import UnitOfWork
 from shipmate.structs import Release
 
 
@@ -21,13 +23,32 @@ from shipmate.structs import Release
 class EnvChange:
     release: Release | None  # None: nothing changed, no release was created
     env: dict[str, str]
+    note: str | None = None  # the change forked from a release that is not the active one
 
 
-def get_env(ctx: Context, app: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class EnvView:
+    env: dict[str, str]  # of the latest release: what the next change forks from
+    note: str | None = None  # set when the latest release is not the active one
+
+
+def get_env(ctx: Context, app: str) -> EnvView:
     with ctx.store.unit_of_work() as uow:
         uow.apps.get(app)
         latest = uow.releases.latest(app)
-    return dict(latest.env) if latest else {}
+        note = _note(uow, app, latest)
+    return EnvView(dict(latest.env) if latest else {}, note)
+
+
+def _note(uow: UnitOfWork, app: str, latest: Release | None) -> str | None:
+    """Changes fork from the latest release; say so when another release is the one running.
+
+    Before any release is active there is nothing else they could fork from: no note.
+    """
+    active = uow.apps.get(app).release_id
+    if latest is None or active is None or latest.id == active:
+        return None
+    return fork_note(latest.id, active, uow.promotions.of_release(latest.id))
 
 
 def change_env(
@@ -46,9 +67,10 @@ def change_env(
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)
         check_size(new)
+        note = _note(uow, app, latest)
         description = describe_change(old, new)
         if description is None:
-            return EnvChange(None, old)
+            return EnvChange(None, old, note)
         release = uow.releases.add(
             app,
             latest.build_id if latest else None,
@@ -59,4 +81,4 @@ def change_env(
         )
         # Keys only, as in the release description: values never reach the audit trail.
         audit.record(uow, "env.change", app, release.id, description)
-    return EnvChange(release, new)
+    return EnvChange(release, new, note)

@@ -240,7 +240,10 @@ class PromotionRun:
         obj = f"release-{release_hash(self.release.id)}"
         self.emit(obj, f"Running release command: {command}")
         code: int | str = 1
-        async for kind, value in self.ctx.runtime.run(desired, desired.services[0].name, command):
+        service = desired.services[0].name
+        async for kind, value in self.ctx.runtime.run(
+            desired, service, command, release_phase=True
+        ):
             if kind == "line":
                 self.emit(obj, str(value))
             else:
@@ -249,6 +252,24 @@ class PromotionRun:
             return f"release command failed with exit code {code}: nothing was replaced"
         self.emit(obj, "Release command finished (exit code 0)")
         return None
+
+    async def stop_release_command(self) -> None:
+        """Before a promotion the rack stopped in is reverted: if it was in its release phase
+        (the command's shim kept it running), stop the command, so that it does not finish,
+        unreported, against a release that is no longer being promoted."""
+        if self.promotion.state is not State.PENDING or not self.promotion.release_command:
+            return
+        obj = f"release-{release_hash(self.release.id)}"
+        stopped = await self.ctx.runtime.stop_release_commands(self.promotion.app)
+        for process, outcome in stopped:
+            self.emit(obj, f"Stopped the release command (pid {process.pid}) before the revert")
+            self.emit(obj, f"Release command: {outcome}")
+        if not stopped:
+            self.emit(
+                obj,
+                "The release command is no longer running: it may have finished while the "
+                "rack was stopped, and what it did is not reverted",
+            )
 
     async def revert(self, failed: State, reason: str) -> None:
         """Put the previous release back after the promotion failed with `failed`."""
@@ -299,6 +320,7 @@ async def recover(ctx: Context) -> None:
                 else None
             )
         run = PromotionRun(ctx, promotion, release, previous)
+        await run.stop_release_command()
         await run.revert(State.ERROR, "the rack stopped during the promotion")
     reverted = {p.app for p in unfinished}
     for app in apps:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
+from shipmate.domain.promotion import release_status
 from shipmate.services import audit, promotions
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
@@ -53,6 +54,15 @@ def list_releases(ctx: Context, app: str, limit: int) -> list[Release]:
     with ctx.store.unit_of_work() as uow:
         uow.apps.get(app)
         return uow.releases.list(app, limit)
+
+
+def statuses(ctx: Context, app: str, listed: Sequence[Release]) -> dict[str, str]:
+    """Each release's STATUS: `active`, `reverted` (its last promotion was reverted) or ""."""
+    with ctx.store.unit_of_work() as uow:
+        active = uow.apps.get(app).release_id
+        return {
+            r.id: release_status(r.id == active, uow.promotions.of_release(r.id)) for r in listed
+        }
 
 
 def get_release(ctx: Context, app: str, release_id: str) -> tuple[Release, list[Promotion]]:

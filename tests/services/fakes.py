@@ -39,7 +39,8 @@ class Script:
     is healthy; "hold" healthy only once the test calls `FakeRuntime.proceed(release)` (or the
     deadline passes first). A `delay` longer than the deadline is a deadline too.
     `run_exit`/`run_output`: what one-offs of the release (the release command among them)
-    print and exit with.
+    print and exit with; `run_hold`: they print and then run until the rack dies (their
+    process is left to the shim: `FakeRuntime.restarted` has it for `adopt`).
     """
 
     health: Health = "ok"
@@ -47,6 +48,7 @@ class Script:
     exit_code: int = 3
     run_exit: int = 0
     run_output: tuple[str, ...] = ()
+    run_hold: bool = False
 
 
 @dataclass
@@ -60,6 +62,8 @@ class FakeProcess:
     port: int | None
     started_at: datetime
     status: str = "starting"  # starting, running, stopping, exited
+    oneoff: bool = False
+    release_phase: bool = False  # the one-off is a promotion's release command
 
     def info(self) -> ProcessInfo:
         return ProcessInfo(
@@ -133,8 +137,9 @@ class FakeRuntime:
         exit_code: int = 3,
         run_exit: int = 0,
         run_output: tuple[str, ...] = (),
+        run_hold: bool = False,
     ) -> None:
-        self.scripts[release_id] = Script(health, delay, exit_code, run_exit, run_output)
+        self.scripts[release_id] = Script(health, delay, exit_code, run_exit, run_output, run_hold)
 
     def fail_next_apply(
         self, error: BaseException | None = None, *, release_id: str | None = None
@@ -153,6 +158,7 @@ class FakeRuntime:
             p
             for p in self.table.values()
             if p.app == app
+            and not p.oneoff
             and p.status in ("starting", "running")
             and (release_id is None or p.release_id == release_id)
         ]
@@ -209,17 +215,47 @@ class FakeRuntime:
             self._start(desired, spec, replaced).status = "running"
 
     async def run(
-        self, desired: DesiredState, service: str, command: str
+        self, desired: DesiredState, service: str, command: str, *, release_phase: bool = False
     ) -> AsyncIterator[tuple[str, str | int]]:
         if service not in {s.name for s in desired.services}:
             known = ", ".join(s.name for s in desired.services)
             raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
         self.runs.append((desired.release_id, service, command))
         script = self.scripts.get(desired.release_id, Script())
+        process = FakeProcess(
+            id=new_process_id(service, desired.release_id),
+            app=desired.app,
+            service=service,
+            release_id=desired.release_id,
+            command=command,
+            pid=next(self._pids),
+            port=None,
+            started_at=utcnow(),
+            status="running",
+            oneoff=True,
+            release_phase=release_phase,
+        )
+        self.table[process.id] = process
         for line in script.run_output:
             await asyncio.sleep(0)
             yield "line", line
+        if script.run_hold:
+            await asyncio.Event().wait()  # until cancelled: the rack died, the shim runs on
+        process.status = "exited"
+        self.table.pop(process.id, None)
         yield "exit", script.run_exit
+
+    async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
+        found = [
+            p
+            for p in self.table.values()
+            if p.app == app and p.release_phase and p.status != "exited"
+        ]
+        for process in found:
+            process.status = "exited"
+            self.table.pop(process.id, None)
+            self.stopped.append(process)
+        return [(p.info(), "Stopped (exit code 143)") for p in found]
 
     def log_sources(self, app: str) -> list[LogSource]:
         return []

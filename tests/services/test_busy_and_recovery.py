@@ -10,7 +10,7 @@ from shipmate.common.waiting import wait_for
 from shipmate.domain.errors import AppBusy, Conflict
 from shipmate.domain.promotion import State
 from shipmate.services import apps, environment, promotions, releases
-from tests.services.conftest import POLL, SUCCESS, Rack
+from tests.services.conftest import POLL, SUCCESS, Rack, manifest
 
 RECOVERED = [
     "Status: Running => Pending",
@@ -194,3 +194,36 @@ async def test_an_app_is_deleted_only_between_promotions(rack: Rack) -> None:
 
     assert rack.fake.live("shop") == [] and "shop" not in rack.fake.desired
     assert [a.name for a in apps.list_apps(rack.ctx)] == []
+
+
+async def test_recover_stops_the_release_command_before_reverting(rack: Rack) -> None:
+    r1 = rack.deploy("shop")
+    await rack.promote("shop", r1.id)
+    r2 = rack.deploy("shop", text=manifest(release="sleep 30; touch marker"))
+    rack.fake.script(r2.id, run_output=("migrating",), run_hold=True)
+    started = releases.promote(rack.ctx, "shop", r2.id, None)
+    running = started.promotion.id
+    await wait_for(
+        lambda: "migrating" in rack.messages("shop", running), 5, POLL, "the release command"
+    )
+    [command] = [p for p in rack.fake.table.values() if p.release_phase]
+    restarted = rack.crash()
+
+    await promotions.recover(restarted.ctx)
+
+    promotion = restarted.promotion(running)
+    assert promotion.state is State.REVERTED
+    assert [p.id for p in restarted.fake.stopped] == [command.id]
+    assert not [p for p in restarted.fake.table.values() if p.oneoff]
+    messages = restarted.messages("shop", running)
+    stopped = messages.index(f"Stopped the release command (pid {command.pid}) before the revert")
+    assert messages[stopped + 1] == "Release command: Stopped (exit code 143)"
+    assert stopped < messages.index("Status: Pending => Error")
+    assert restarted.statuses(running) == [
+        "Status: Running => Pending",
+        "Status: Pending => Error",
+        "Status: Error => Rollback",
+        "Status: Rollback => Reverted",
+    ]
+    # Nothing of r2 ran: the revert kept r1's process, and r2's processes never started.
+    assert {p.release_id for p in restarted.fake.live("shop")} == {r1.id}

@@ -7,7 +7,7 @@ import re
 from shipmate.domain.errors import InvalidInput
 from shipmate.domain.promotion import State, failure_message
 from shipmate.runtimes.base import DesiredState
-from shipmate.services import releases
+from shipmate.services import environment, releases
 from tests.services.conftest import Rack, manifest
 
 START = ["Status: Running => Pending", "Status: Pending => Updating"]
@@ -196,3 +196,29 @@ async def test_the_cli_words_a_failure_from_the_record_the_store_returns(rack: R
     assert not promotion.succeeded and promotion.outcome == "reverted"
     assert promotion.app_status == rack.app("shop").status == "running"
     assert failure_message(promotion) == f"rollback: {promotion.reason}"
+
+
+async def test_a_reverted_release_is_marked_and_env_says_changes_fork_from_it(
+    rack: Rack,
+) -> None:
+    r1 = rack.deploy("shop")
+    await rack.promote("shop", r1.id)
+    r2 = rack.deploy("shop")
+    rack.fake.script(r2.id, health="never")
+    assert (await rack.promote("shop", r2.id)).state is State.REVERTED
+
+    listed = releases.list_releases(rack.ctx, "shop", 10)
+    assert releases.statuses(rack.ctx, "shop", listed) == {r2.id: "reverted", r1.id: "active"}
+    note = (
+        f"the latest release {r2.id} is not active (its promotion was reverted); "
+        f"changes fork from it, the active release is {r1.id}"
+    )
+    assert environment.get_env(rack.ctx, "shop").note == note
+    change = environment.change_env(rack.ctx, "shop", ["A=1"], [])
+    assert change.note == note
+    # The change forked from r2 as before; the note now names the new, never promoted one.
+    assert change.release is not None
+    assert environment.get_env(rack.ctx, "shop").note == (
+        f"the latest release {change.release.id} is not active (it was never promoted); "
+        f"changes fork from it, the active release is {r1.id}"
+    )

@@ -48,6 +48,11 @@ KEEP_EXITED = 50
 REMOVE_GRACE = 10.0
 # A replacement (after a crash or `ps stop`) that is not healthy by then is given up on.
 REPLACE_DEADLINE = 120.0
+# In the directory of a one-off that is a promotion's release command: its output is the
+# promotion's events already, and a restarted rack must find it to stop it.
+RELEASE_PHASE_MARK = "release-phase"
+# A release command found after a restart is stopped with this grace (its spec is gone).
+RELEASE_STOP_GRACE = 10.0
 
 
 def _quiet(app: str, obj: str, message: str) -> None:
@@ -109,6 +114,8 @@ class LocalRuntime:
     def log_sources(self, app: str) -> list[LogSource]:
         sources = []
         for directory in sorted((self.run_dir / app).glob("*/")):
+            if (directory / RELEASE_PHASE_MARK).exists():
+                continue  # its lines are the promotion's events: shown once, there
             service = directory.name.split("-", 1)[0]
             for name in ("output.log.1", "output.log"):
                 if (directory / name).exists():
@@ -165,6 +172,7 @@ class LocalRuntime:
         emit: EventSink,
         command: str | None = None,
         oneoff: bool = False,
+        mark: str | None = None,
     ) -> LocalProcess:
         """A new process of `spec` (or a one-off running `command`), running under its shim."""
         process_id = new_process_id(spec.name, desired.release_id)
@@ -193,6 +201,10 @@ class LocalRuntime:
                 f"{spec.name}-{release_hash(desired.release_id)}", f"Created process: {process.id}"
             )
         cwd = desired.directory / spec.build
+        if mark is not None:
+            # Before the process starts, so no reader ever sees its directory unmarked.
+            process.directory.mkdir(parents=True, exist_ok=True)
+            (process.directory / mark).touch()
         try:
             await process.spawn(
                 cwd,
@@ -304,13 +316,14 @@ class LocalRuntime:
             self._spawn(self._replenish(app, process.service))
 
     async def run(
-        self, desired: DesiredState, service: str, command: str
+        self, desired: DesiredState, service: str, command: str, *, release_phase: bool = False
     ) -> AsyncIterator[tuple[str, str | int]]:
         spec = next((s for s in desired.services if s.name == service), None)
         if spec is None:
             known = ", ".join(s.name for s in desired.services)
             raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
-        process = await self.start(desired, spec, _silent, command=command, oneoff=True)
+        mark = RELEASE_PHASE_MARK if release_phase else None
+        process = await self.start(desired, spec, _silent, command=command, oneoff=True, mark=mark)
         try:
             async for item in follow(process):
                 yield item
@@ -318,6 +331,19 @@ class LocalRuntime:
             if process.alive:
                 await process.stop(spec.termination_grace)
             self._processes.pop(process.id, None)
+
+    async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
+        found = [
+            p
+            for p in self._processes.values()
+            if p.app == app and p.oneoff and p.alive and (p.directory / RELEASE_PHASE_MARK).exists()
+        ]
+        stopped = []
+        for process in found:
+            info = process.info()
+            stopped.append((info, await process.stop(RELEASE_STOP_GRACE)))
+            self._processes.pop(process.id, None)
+        return stopped
 
     async def remove(self, app: str, emit: EventSink) -> None:
         # Forgotten before the lock: a replacement waiting for it then finds nothing to do.
