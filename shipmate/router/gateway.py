@@ -89,7 +89,17 @@ class Gateway:
 
     def not_found(self, req: Request) -> str:
         host = req.host.decode("latin-1")[:200] or "(no Host header)"
-        return f"no app at {host}; use <service>.<app>.{self.domain}"
+        route = self.route(req.host)
+        services = self.table.snapshot().get(route[1]) if route is not None else None
+        if route is None or not services:
+            return f"no app at {host}; use <service>.<app>.{self.domain}"
+        # The form is right and the app is here: what is missing is the service's route.
+        service, app = route
+        routed = ", ".join(sorted(services))
+        return (
+            f"app {app} has no routed service {service}: only a service with a port "
+            f"(`port:` in its manifest) gets a route (routed here: {routed})"
+        )
 
     # --- header rewriting ----------------------------------------------------------------------
 

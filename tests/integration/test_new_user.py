@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from shipmate.common.waiting import poll_until
-from tests.integration.conftest import Rack, _cli
+from tests.integration.conftest import EXAMPLE, Rack, _cli
 
 
 def _api(rack: Rack) -> tuple[str, dict[str, str]]:
@@ -112,6 +113,23 @@ def _in_a_terminal(rack: Rack, *args: str) -> tuple[int, str]:
     code = proc.wait(timeout=60)
     screen = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
     return code, screen
+
+
+def test_the_routers_page_for_a_service_without_a_port_says_so(rack: Rack, tmp_path: Path) -> None:
+    source = tmp_path / "withworker"
+    shutil.copytree(EXAMPLE, source)
+    manifest = (source / "shipmate.yml").read_text()
+    (source / "shipmate.yml").write_text(
+        manifest + "  worker:\n    command: python3 -c 'import time; time.sleep(3600)'\n"
+    )
+    rack.deploy("withworker", source)
+    answer = rack.get("withworker", service="worker")
+    assert answer.status_code == 404
+    assert answer.text == (
+        "shipmate router: app withworker has no routed service worker: only a service with "
+        "a port (`port:` in its manifest) gets a route (routed here: web)\n"
+    )
+    assert rack.get("withworker").status_code == 200
 
 
 def test_an_error_after_progress_starts_its_own_line_on_a_terminal(rack: Rack) -> None:

@@ -502,13 +502,20 @@ def test_wait_drained_waits_for_slow_request(
 def test_unknown_host_is_404(table: RouteTable, router: RouterThread) -> None:
     table.set_backends("myapp", "web", [])
     with httpx.Client(base_url=router.router.url, timeout=10) as c:
-        for host in ("localhost:7080", "web.nope.localhost", "api.myapp.localhost"):
+        for host in ("localhost:7080", "web.nope.localhost"):
             resp = c.get("/", headers={"Host": host})
             assert resp.status_code == 404
             assert resp.headers["content-type"].startswith("text/plain")
             assert resp.text == (
                 f"shipmate router: no app at {host}; use <service>.<app>.localhost\n"
             )
+        # A service of a routed app that has no route (a worker: no port) says so.
+        resp = c.get("/", headers={"Host": "worker.myapp.localhost"})
+        assert resp.status_code == 404
+        assert resp.text == (
+            "shipmate router: app myapp has no routed service worker: only a service with "
+            "a port (`port:` in its manifest) gets a route (routed here: web)\n"
+        )
         # The connection survives an error page, even one for a request with a body.
         resp = c.post("/", content=b"x" * 1000, headers={"Host": "nope.localhost"})
         assert resp.status_code == 404
