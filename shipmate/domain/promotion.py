@@ -197,18 +197,20 @@ def release_status(active: bool, promotions: Sequence[Promotion]) -> str:
     return ""
 
 
-def fork_note(latest: str, active: str, promotions: Sequence[Promotion]) -> str:
+def fork_note(latest: str, active: str, promotions: Sequence[Promotion]) -> str | None:
     """Why changes fork from `latest` although `active` serves (`env`, `env set`): said
-    because after a reverted promotion the environment shown is not the one running."""
+    because after a reverted promotion the environment shown is not the one running.
+
+    Nothing is said of a release that was never promoted (`env set` without `--promote`,
+    then `releases promote`, is the ordinary way of working) nor of one being promoted.
+    """
     last = promotions[-1] if promotions else None
-    if last is None:
-        why = "it was never promoted"
-    elif last.state is State.REVERTED:
+    if last is None or not last.finished:
+        return None
+    if last.state is State.REVERTED:
         why = "its promotion was reverted"
     elif last.state is State.FAILURE:
         why = "its promotion failed"
-    elif not last.finished:
-        why = "its promotion is in progress"
     else:
         why = "another release was promoted after it"
     return (
