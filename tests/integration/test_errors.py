@@ -152,7 +152,8 @@ def test_rollback_restores_the_target_environment(rack: Rack) -> None:
 def test_rollback_while_a_promotion_runs_is_refused(rack: Rack) -> None:
     rack.deploy("busy")
     r1 = rack.releases("busy")[0]["id"]
-    slow = rack.popen("env", "set", "HEALTH_FAIL=1", "--promote", "--wait", "4", "-a", "busy")
+    # Long enough that the CLI calls below all fall within it on a loaded machine.
+    slow = rack.popen("env", "set", "HEALTH_FAIL=1", "--promote", "--wait", "15", "-a", "busy")
     try:
         poll_until(
             lambda: (
