@@ -222,14 +222,15 @@ class ClientConnection(asyncio.Protocol):
             return
         raw = buf[:total]
         self.buf = buf[total:]
-        if total > end + 4:
-            self.reader.body(raw[end + 4 :])
+        body = raw[end + 4 :]
+        if body:
+            self.reader.body(body)
         # No await since the candidates were read, so the first one is still routed: counted
         # in flight from here, it is one the runtime waits for before stopping its process.
         exchange = Exchange(self, req, raw, candidates[0])
         self.exchange = exchange
         gateway.table.begin(exchange.backend)
-        exchange.payload = gateway.upstream_head(req, self.client_ip) + raw[end + 4 :]
+        exchange.payload = gateway.upstream_head(req, self.client_ip) + body
         exchange.deadline = time.monotonic() + gateway.read_timeout
         link = gateway.pool.take(exchange.backend)
         if link is not None:
