@@ -47,6 +47,7 @@ def build_python(
     pid_file: Path | None = None,
     app: str | None = None,
     home: Path | None = None,
+    root: Path | None = None,
 ) -> None:
     """Create `src/.venv` and pip-install the app's requirements, streaming output to `log`.
 
@@ -55,10 +56,14 @@ def build_python(
     then the app's to read and nobody's to change. Raises BuildFailed when a step exits
     non-zero or the whole build exceeds `timeout`. While a step runs, `pid_file` names its
     process group ("PID START_TIME"), so a rack killed mid-build can stop it at its next
-    start (see `stop_leftover`).
+    start (see `stop_leftover`). `root` is the build that holds `src` (a service's `build:`
+    directory), which the app's user must be able to pass through.
     """
     src = Path(src)
     user = isolation.ensure_user(app, home) if app is not None and home is not None else None
+    if user is not None and root is not None and root != src:
+        # A service's build directory inside the build: its user must get there.
+        isolation.grant_passage(root, src, user)
     try:
         _build(src, log, python, timeout, user, pid_file)
     finally:

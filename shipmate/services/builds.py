@@ -113,6 +113,7 @@ async def run_build(ctx: Context, build: Build) -> None:
                 pid_file=_pid_file(ctx, build.id),
                 app=build.app,
                 home=ctx.settings.home,
+                root=directory,
             )
         _freeze(directory)
         with ctx.store.unit_of_work() as uow:

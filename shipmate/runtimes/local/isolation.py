@@ -188,6 +188,15 @@ def _private(path: Path) -> None:
             path.chmod(stat.S_IMODE(info.st_mode) & ~0o077)
 
 
+def grant_passage(root: Path, directory: Path, user: AppUser) -> None:
+    """Let the app's user pass from `root` down to `directory` (a service's `build:`
+    directory inside the build), without reading what else lies on the way."""
+    for path in [root, *[p for p in directory.parents if p.is_relative_to(root) and p != root]]:
+        with contextlib.suppress(OSError):
+            os.lchown(path, 0, user.gid)
+            path.chmod(stat.S_IMODE(path.lstat().st_mode) | 0o010)
+
+
 def grant_build(directory: Path, user: AppUser, *, writable: bool = False) -> None:
     """The build readable by the app's user and nobody else's.
 
