@@ -211,7 +211,7 @@ def test_a_key_file_readable_by_others_is_refused(rack: Rack) -> None:
         assert failed is not None
         assert failed.err == (
             f"ERROR: the rack did not start: {key_file} is readable by others (mode 0644): "
-            f"run `chmod 600 {key_file}`\n"
+            f"run `chmod 600 {key_file}` (see {rack.home / 'rack.log'})\n"
         )
     finally:
         key_file.chmod(0o600)
