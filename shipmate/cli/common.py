@@ -189,10 +189,17 @@ def promote(
     started = start_promotion(
         api, f"/apps/{app}/releases/{release_id}/promote", wait, wait_for_lock
     )
+    if follow_started(api, app, started, no_wait, f"Promoting {release_id}..."):
+        click.echo("OK")
+
+
+def follow_started(
+    api: Client, app: str, started: dict[str, Any], no_wait: bool, intro: str
+) -> bool:
+    """Follow a promotion the rack has just started, or with --no-wait say how to; True once
+    it was followed to its successful end (the caller prints its OK line)."""
     if no_wait:
         started_only(app, started)
-        return
-    follow_promotion(
-        api, app, started["promotion"]["id"], release_id, intro=f"Promoting {release_id}..."
-    )
-    click.echo("OK")
+        return False
+    follow_promotion(api, app, started["promotion"]["id"], started["release"]["id"], intro=intro)
+    return True

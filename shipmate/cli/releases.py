@@ -10,13 +10,12 @@ from shipmate.cli.common import (
     app_name,
     app_option,
     client,
-    follow_promotion,
+    follow_started,
     json_option,
     no_wait_option,
     promote,
     release_id_arg,
     start_promotion,
-    started_only,
     wait_for_lock_option,
     wait_option,
 )
@@ -151,17 +150,8 @@ def rollback(
     )
     for warning in started.get("warnings", []):
         click.echo(warning)
-    if no_wait:
-        started_only(name, started)
-        return
-    follow_promotion(
-        api,
-        name,
-        started["promotion"]["id"],
-        started["release"]["id"],
-        intro=f"Rolling back to {release_id}...",
-    )
-    click.echo(f"OK, {started['release']['id']}")
+    if follow_started(api, name, started, no_wait, f"Rolling back to {release_id}..."):
+        click.echo(f"OK, {started['release']['id']}")
 
 
 def register(cli: click.Group) -> None:

@@ -8,9 +8,8 @@ from shipmate.cli.common import (
     app_name,
     app_option,
     client,
-    follow_promotion,
+    follow_started,
     no_wait_option,
-    started_only,
     wait_option,
 )
 
@@ -25,17 +24,8 @@ def restart(service: str | None, app: str | None, wait: float | None, no_wait: b
     name = app_name(app)
     api = client()
     started = api.post(f"/apps/{name}/restart", json={"service": service, "wait": wait})
-    if no_wait:
-        started_only(name, started)
-        return
-    follow_promotion(
-        api,
-        name,
-        started["promotion"]["id"],
-        started["release"]["id"],
-        intro=f"Restarting {service or 'all services'}...",
-    )
-    click.echo("OK")
+    if follow_started(api, name, started, no_wait, f"Restarting {service or 'all services'}..."):
+        click.echo("OK")
 
 
 def register(cli: click.Group) -> None:

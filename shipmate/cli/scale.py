@@ -9,10 +9,9 @@ from shipmate.cli.common import (
     app_name,
     app_option,
     client,
-    follow_promotion,
+    follow_started,
     json_option,
     no_wait_option,
-    started_only,
     wait_option,
 )
 from shipmate.cli.output import print_json, table
@@ -53,17 +52,8 @@ def scale(
     started = api.post(
         f"/apps/{name}/scale", json={"service": service, "count": count, "wait": wait}
     )
-    if no_wait:
-        started_only(name, started)
-        return
-    follow_promotion(
-        api,
-        name,
-        started["promotion"]["id"],
-        started["release"]["id"],
-        intro=f"Scaling {service} to {count}...",
-    )
-    click.echo("OK")
+    if follow_started(api, name, started, no_wait, f"Scaling {service} to {count}..."):
+        click.echo("OK")
 
 
 def register(cli: click.Group) -> None:
