@@ -12,8 +12,9 @@ from shipmate.domain.errors import InvalidInput
 @click.group("ps", invoke_without_command=True)
 @app_option
 @json_option
+@click.option("--memory", is_flag=True, help="add a MEM column: each process's memory use")
 @click.pass_context
-def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
+def ps(ctx: click.Context, app: str | None, as_json: bool, memory: bool) -> None:
     """List the app's processes; `ps stop ID` stops one (it is replaced)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -26,21 +27,18 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    table(
-        ["id", "service", "status", "release", "started", "mem", "command"],
-        [
-            [
-                p["id"],
-                p["service"],
-                p["status"],
-                p["release"],
-                relative(p["started"]),
-                f"{p['memory'] / 1048576:.0f}M" if p.get("memory") is not None else "",
-                p["command"],
-            ]
-            for p in found
-        ],
-    )
+    # SPEC's columns; MEM (before COMMAND, the free-form one) only when asked for.
+    columns = ["id", "service", "status", "release", "started", "command"]
+    rows = [
+        [p["id"], p["service"], p["status"], p["release"], relative(p["started"]), p["command"]]
+        for p in found
+    ]
+    if memory:
+        columns.insert(5, "mem")
+        for row, p in zip(rows, found, strict=True):
+            mem = p.get("memory")
+            row.insert(5, f"{mem / 1048576:.0f}M" if mem is not None else "")
+    table(columns, rows)
 
 
 @ps.command("stop")

@@ -15,7 +15,7 @@ from tests.integration.conftest import EXAMPLE, Rack
 def test_rack_and_apps(rack: Rack) -> None:
     out = rack.ok("rack")
     keys = [line.split()[0] for line in out.splitlines()]
-    assert keys == ["Name", "Provider", "Router", "Status", "Version", "Isolation"]
+    assert keys == ["Name", "Provider", "Router", "Status", "Version"]
     assert re.search(r"^Provider\s+local$", out, re.M)
     assert re.search(rf"^Router\s+{re.escape(rack.info['router'])}$", out, re.M)
 

@@ -72,7 +72,6 @@ def test_a_killed_process_is_restarted_and_shown(rack: Rack) -> None:
         "STATUS",
         "RELEASE",
         "STARTED",
-        "MEM",
         "COMMAND",
     ]
     assert re.split(r"\s{2,}", table[1])[:3] == [first["id"], "web", "running"]
