@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import click
 
+import shipmate
 from shipmate import lifecycle
 from shipmate.cli.client import CliError
 from shipmate.cli.common import client, json_option
@@ -65,16 +66,22 @@ def _stopped(settings: Settings, as_json: bool) -> None:
     processes = (
         ", ".join(f"{app}: {n}" for app, n in remains.processes.items())
         if remains.processes
-        else "none running"
+        else "none"
     )
+    # SPEC's five keys, as for a running rack; what still runs without the API beside them.
     keyvalues(
         [
             ("Name", settings.home.name or "shipmate"),
-            ("Status", "stopped"),
+            ("Provider", "local"),
             ("Router", router),
-            ("Processes", processes),
-            ("Start", "shipmate rack start --detach"),
+            ("Status", "stopped"),
+            ("Version", shipmate.__version__),
         ]
+    )
+    click.echo(
+        f"The rack's API is stopped; app processes still running: {processes}. "
+        "Start it with `shipmate rack start --detach`.",
+        err=True,
     )
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+import shipmate
 from shipmate import lifecycle
 from shipmate.cli import output
 from shipmate.cli.client import Client
@@ -237,11 +238,15 @@ def test_rack_json_and_a_stopped_rack(
     result = _run("rack")
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "Name       myrack\n"
-        "Status     stopped\n"
-        "Router     not running\n"
-        "Processes  none running\n"
-        "Start      shipmate rack start --detach\n"
+        "Name      myrack\n"
+        "Provider  local\n"
+        "Router    not running\n"
+        "Status    stopped\n"
+        f"Version   {shipmate.__version__}\n"
+    )
+    assert result.stderr == (
+        "The rack's API is stopped; app processes still running: none. "
+        "Start it with `shipmate rack start --detach`.\n"
     )
     assert json.loads(_run("rack", "--json").stdout)["status"] == "stopped"
 
