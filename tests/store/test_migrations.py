@@ -237,7 +237,10 @@ def test_a_database_newer_than_the_code_is_refused(database_url: str, tmp_path: 
         tmp_path, database_url, "rack", "start", "--detach", "--api", "127.0.0.1:0",
         "--router", "127.0.0.1:0",
     )  # fmt: skip
-    assert (done.returncode, done.stderr) == (1, f"ERROR: the rack did not start: {expected}\n")
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"ERROR: the rack did not start: {expected} (see {tmp_path / 'rack.log'})\n",
+    )
     assert not (tmp_path / "rack.json").exists()
     # Nothing was changed by either attempt.
     with Store(database_url).engine.connect() as conn:
