@@ -37,6 +37,7 @@ from shipmate.common.addresses import split_host_port
 from shipmate.domain.errors import InvalidInput, RackStopping
 from shipmate.domain.humanize import rfc3339, utcnow
 from shipmate.domain.ids import validate_app_name
+from shipmate.domain.promotion import release_status
 from shipmate.services import apps, builds, environment, processes, promotions, releases
 from shipmate.services import logs as app_logs
 from shipmate.services.context import Context
@@ -244,7 +245,7 @@ async def list_releases(
 @router.get("/apps/{app}/releases/{release_id}", response_model=ReleaseOut, tags=["releases"])
 async def release_info(app: AppDep, release_id: str, ctx: Ctx) -> ReleaseOut:
     release, promotions = releases.get_release(ctx, app.name, release_id)
-    status = releases.statuses(ctx, app.name, [release])[release.id]
+    status = release_status(release.id == app.release_id, promotions)
     return ReleaseOut.of(
         release, active=release.id == app.release_id, promotions=promotions, status=status
     )

@@ -11,6 +11,7 @@ the repositories take and return them in the clear, so the use cases never see c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -128,6 +129,9 @@ class PromotionRepository(Protocol):
 
     def of_release(self, release_id: str) -> list[Promotion]:
         """Oldest first."""
+
+    def last_of_releases(self, release_ids: Sequence[str]) -> dict[str, Promotion]:
+        """The latest promotion of each release that has one, in one query."""
 
 
 class FormationRepository(Protocol):

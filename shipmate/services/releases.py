@@ -60,9 +60,11 @@ def statuses(ctx: Context, app: str, listed: Sequence[Release]) -> dict[str, str
     """Each release's STATUS: `active`, `reverted` (its last promotion was reverted) or ""."""
     with ctx.store.unit_of_work() as uow:
         active = uow.apps.get(app).release_id
-        return {
-            r.id: release_status(r.id == active, uow.promotions.of_release(r.id)) for r in listed
-        }
+        # One query for the whole listing, not one per release.
+        last = uow.promotions.last_of_releases([r.id for r in listed])
+    return {
+        r.id: release_status(r.id == active, [last[r.id]] if r.id in last else []) for r in listed
+    }
 
 
 def get_release(ctx: Context, app: str, release_id: str) -> tuple[Release, list[Promotion]]:

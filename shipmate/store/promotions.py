@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,3 +115,13 @@ class SqlPromotions(Repository):
             .order_by(PromotionRow.created_at)
         )
         return [promotion_of(r) for r in rows]
+
+    def last_of_releases(self, release_ids: Sequence[str]) -> dict[str, Promotion]:
+        rows = self.session.scalars(
+            select(PromotionRow)
+            .where(PromotionRow.release_id.in_(list(release_ids)))
+            .order_by(PromotionRow.created_at)
+        )
+        # Oldest first: the last row seen of each release is its latest promotion.
+        latest = {row.release_id: row for row in rows}
+        return {release_id: promotion_of(row) for release_id, row in latest.items()}
