@@ -15,20 +15,9 @@ from shipmate.builder.archive import safe_extract
 from shipmate.builder.errors import UnsafeArchive
 from shipmate.cli.pack import create_tarball, source_files
 from shipmate.domain.errors import ErrorCode, InvalidInput
+from tests.sources import names, write
 
 MB = 1_000_000
-
-
-def write(path: Path, text: str = "x", mode: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if mode is not None:
-        path.chmod(mode)
-    return path
-
-
-def names(paths: list[Path]) -> list[str]:
-    return [p.as_posix() for p in paths]
 
 
 # --------------------------------------------------------------------------- round trip

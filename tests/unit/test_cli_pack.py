@@ -12,19 +12,7 @@ from pathlib import Path
 import pytest
 
 from shipmate.cli.pack import create_tarball, git_description, source_files
-
-
-def write(path: Path, text: str = "x", mode: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if mode is not None:
-        path.chmod(mode)
-    return path
-
-
-def names(paths: list[Path]) -> list[str]:
-    return [p.as_posix() for p in paths]
-
+from tests.sources import names, write
 
 # --------------------------------------------------------------------------- source_files
 
