@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from shipmate.api.errors import ApiError
 from shipmate.domain.actor import current_actor
@@ -60,7 +61,14 @@ async def require_token(request: Request) -> None:
     Async on purpose: it then runs in the request's own task, so the actor it sets is seen by
     the route and by any background task the route starts.
     """
-    header = request.headers.get("authorization", "")
+    route = request.scope.get("route")
+    await authorize(request, request.method, getattr(route, "path", request.url.path))
+
+
+async def authorize(conn: HTTPConnection, method: str, template: str) -> None:
+    """require_token's check, for a request or a WebSocket (whose `method` is what it does:
+    an interactive run is a POST of /apps/{app}/run)."""
+    header = conn.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
@@ -69,9 +77,9 @@ async def require_token(request: Request) -> None:
             "missing token: set SHIPMATE_TOKEN or run the CLI as the rack's user",
             CHALLENGE,
         )
-    ctx: Context = request.app.state.ctx
+    ctx: Context = conn.app.state.ctx
     token = tokens.authenticate(ctx, given)
-    where = f"{request.method} {request.url.path} from {_client(request)}"
+    where = f"{method} {conn.url.path} from {_client(conn)}"
     if token is None:
         log.warning("refused: unknown token: %s", where)
         raise ApiError(401, "invalid token: check SHIPMATE_TOKEN", CHALLENGE)
@@ -80,8 +88,7 @@ async def require_token(request: Request) -> None:
         raise ApiError(
             401, f"token {token.name} was revoked: ask an admin for a new one", CHALLENGE
         )
-    route = request.scope.get("route")
-    needed = required_role(request.method, getattr(route, "path", request.url.path))
+    needed = required_role(method, template)
     if tokens.rank(token.role) < tokens.rank(needed):
         log.warning("refused: token %s (%s) needs %s: %s", token.name, token.role, needed, where)
         raise ApiError(
@@ -98,5 +105,5 @@ def visible_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _client(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"

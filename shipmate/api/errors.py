@@ -145,6 +145,13 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def response_of(exc: ApiError | ShipmateError) -> JSONResponse:
+    """The error's answer, where no exception handler gives it (a refused WebSocket)."""
+    if isinstance(exc, ApiError):
+        return _error(exc.status, exc.message, exc.code, exc.headers)
+    return _error(_status(exc), str(exc), exc.code, details=exc.details)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:

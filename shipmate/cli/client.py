@@ -56,11 +56,12 @@ class Client:
     ) -> None:
         """`transport`: where requests go instead of the network (a test's MockTransport)."""
         self.base_url = base_url
+        self.token = token
         self.http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60.0, read=600.0),
-            verify=_tls_context(base_url),
+            verify=tls_context(base_url),
             transport=transport,
         )
 
@@ -77,7 +78,7 @@ class Client:
                 "is it running? try `shipmate rack start --detach`"
             ) from None
         if response.status_code >= 400:
-            raise _rack_error(response)
+            raise rack_error(response)
         return response
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -101,7 +102,7 @@ class Client:
             with connect_sse(self.http, method, path, params=params, json=body) as source:
                 if source.response.status_code >= 400:
                     source.response.read()
-                    raise _rack_error(source.response)
+                    raise rack_error(source.response)
                 for sse in source.iter_sse():
                     yield sse.event, json.loads(sse.data) if sse.data else None
         except httpx.TransportError as exc:
@@ -111,7 +112,7 @@ class Client:
             ) from None
 
 
-def _tls_context(base_url: str) -> ssl.SSLContext | bool:
+def tls_context(base_url: str) -> ssl.SSLContext | bool:
     if not base_url.startswith("https:"):
         # A plain-HTTP rack needs no trust store, and loading one is a quarter of the CLI's
         # start-up (bench/rollback.py): a context that trusts nothing, never used.
@@ -127,7 +128,7 @@ def _tls_context(base_url: str) -> ssl.SSLContext | bool:
         raise CliError(f"cannot use SHIPMATE_CA_CERT={cafile}: {exc}") from None
 
 
-def _rack_error(response: httpx.Response) -> CliError:
+def rack_error(response: httpx.Response) -> CliError:
     try:
         body = response.json()
         message = str(body["error"])

@@ -1,4 +1,4 @@
-"""`shipmate run`: a one-off process, its output and its exit code."""
+"""`shipmate run`: a one-off process with this terminal (or these pipes), and its exit code."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from shipmate.cli.attach import run_attached
 from shipmate.cli.common import app_name, app_option, client
 
 
@@ -16,17 +17,14 @@ from shipmate.cli.common import app_name, app_option, client
 @app_option
 @click.option("--release", default=None, help="Run with this release (default: the active one).")
 def run(service: str, command: tuple[str, ...], app: str | None, release: str | None) -> None:
-    """Run COMMAND as a one-off process of SERVICE; exit with its exit code."""
+    """Run COMMAND as a one-off process of SERVICE; exit with its exit code.
+
+    Standard input goes to it; from a terminal, it runs in a terminal of its own (Ctrl-C,
+    window size and all), so `shipmate run web python3` is an interactive shell."""
     # One argument is a shell command as typed; several are quoted so that each stays one word.
     line = command[0] if len(command) == 1 else shlex.join(command)
-    body = {"service": service, "command": line, "release": release}
-    code = 1
-    for kind, data in client().stream(f"/apps/{app_name(app)}/run", method="POST", body=body):
-        if kind == "line":
-            click.echo(data)
-        elif kind == "exit":
-            code = int(data)
-    sys.exit(code)
+    params = {"service": service, "command": line, "release": release}
+    sys.exit(run_attached(client(), f"/apps/{app_name(app)}/run", params))
 
 
 def register(cli: click.Group) -> None:

@@ -92,6 +92,42 @@ class LogSource:
     path: Path  # lines of "<RFC 3339 with fraction> <output line>"
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """The size of the user's terminal, for a one-off run in a pseudo-terminal of that size."""
+
+    rows: int
+    cols: int
+
+
+class Attached(Protocol):
+    """An interactive one-off process: what the user types goes in, what it prints comes out.
+
+    Without a terminal its output and error come as one stream; with one, every byte (Ctrl-C,
+    Ctrl-D included) goes to the terminal, whose line discipline does the rest."""
+
+    async def read(self) -> bytes:
+        """The next output, as soon as there is some; b"" once the process is done with it."""
+
+    async def write(self, data: bytes) -> None:
+        """To the process's standard input."""
+
+    def close_stdin(self) -> None:
+        """End of input: what reads standard input sees end of file (no-op on a terminal)."""
+
+    def resize(self, terminal: Terminal) -> None:
+        """The user's window changed size."""
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the process and what it started."""
+
+    async def wait(self) -> int:
+        """Its exit code, once it has exited."""
+
+    async def close(self) -> None:
+        """Stop the process if it still runs, and let go of its streams."""
+
+
 class RolloutFailed(Exception):
     """The new processes did not all become healthy; kind is "deadline" or "error"."""
 
@@ -128,6 +164,12 @@ class Runtime(Protocol):
         (the caller records it as events), so it is not one of `log_sources`, and a rack
         restarted while it ran finds it with `stop_release_commands`.
         """
+
+    async def attach(
+        self, desired: DesiredState, service: str, command: str, terminal: Terminal | None
+    ) -> Attached:
+        """An interactive one-off process, in a pseudo-terminal when `terminal` is given; the
+        caller closes it. It ends with the session: a one-off nobody can reach is stopped."""
 
     async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
         """Stop the app's release commands still running and wait until they have exited:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from shipmate.domain.errors import InvalidInput, NotFound
 from shipmate.domain.promotion import State
-from shipmate.runtimes.base import DesiredState, ProcessInfo
+from shipmate.runtimes.base import Attached, DesiredState, ProcessInfo, Terminal
 from shipmate.services import audit, promotions
 from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
@@ -138,6 +138,18 @@ async def run(ctx: Context, plan: RunPlan) -> AsyncIterator[tuple[str, str | int
     audit.log(ctx, "run", plan.app, plan.desired.release_id, f"{plan.service}: {plan.command}")
     async for item in ctx.runtime.run(plan.desired, plan.service, plan.command):
         yield item
+
+
+async def attach(ctx: Context, plan: RunPlan, terminal: Terminal | None) -> Attached:
+    """An interactive one-off (`shipmate run` with its input, and a terminal when it has one)."""
+    how = "in a terminal" if terminal is not None else "interactive"
+    ctx.events.emit(
+        plan.app,
+        plan.service,
+        f"Running one-off process of {plan.desired.release_id} ({how}): {plan.command}",
+    )
+    audit.log(ctx, "run", plan.app, plan.desired.release_id, f"{plan.service}: {plan.command}")
+    return await ctx.runtime.attach(plan.desired, plan.service, plan.command, terminal)
 
 
 async def cancel(ctx: Context, app: str) -> Promotion:

@@ -41,7 +41,10 @@ class Rack:
     home: Path
     env: dict[str, str]
 
-    def run(self, *args: str, cwd: Path | None = None, timeout: float = 180) -> Result:
+    def run(
+        self, *args: str, cwd: Path | None = None, timeout: float = 180, input: str | None = None
+    ) -> Result:
+        """The CLI with `input` as its standard input (none: /dev/null, as in a script)."""
         proc = subprocess.run(
             [*_cli(), *args],
             env=self.env,
@@ -49,6 +52,8 @@ class Rack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

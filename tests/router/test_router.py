@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvloop
 
+from shipmate.common.waiting import poll_until
 from shipmate.router.proxy import Router, parse_host
 from shipmate.router.table import RouteTable
 
@@ -717,7 +718,9 @@ def test_a_stalled_process_gets_a_502(table: RouteTable, backends: tuple[Backend
                 f"shipmate router: process {backends[0].addr} failed: no response within 0.5s\n"
             )
             assert time.monotonic() - started < 3.5
-            assert table.inflight(backends[0].addr) == 0
+            # Released once the router is done with the exchange, which may be just after the
+            # client has its answer (it was, on a loaded CI machine).
+            poll_until(lambda: table.inflight(backends[0].addr) == 0, 5, what="the release")
     finally:
         running.close()
 

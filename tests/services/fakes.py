@@ -19,12 +19,14 @@ from shipmate.domain.errors import NotFound
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import new_process_id, release_hash
 from shipmate.runtimes.base import (
+    Attached,
     DesiredState,
     EventSink,
     LogSource,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
+    Terminal,
 )
 
 Health = Literal["ok", "never", "crash", "hold"]
@@ -245,6 +247,15 @@ class FakeRuntime:
         self.table.pop(process.id, None)
         yield "exit", script.run_exit
 
+    async def attach(
+        self, desired: DesiredState, service: str, command: str, terminal: Terminal | None
+    ) -> Attached:
+        if service not in {s.name for s in desired.services}:
+            known = ", ".join(s.name for s in desired.services)
+            raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
+        self.runs.append((desired.release_id, service, command))
+        return FakeAttached(self.scripts.get(desired.release_id, Script()).run_exit, terminal)
+
     async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
         found = [
             p
@@ -363,3 +374,36 @@ class FakeRuntime:
 
     def _gate(self, release_id: str) -> asyncio.Event:
         return self._gates.setdefault(release_id, asyncio.Event())
+
+
+class FakeAttached:
+    """An interactive one-off that echoes its input back, and exits with the script's code
+    at the end of its input."""
+
+    def __init__(self, code: int, terminal: Terminal | None) -> None:
+        self.code = code
+        self.terminal = terminal
+        self.output: asyncio.Queue[bytes] = asyncio.Queue()
+        self.signals: list[int] = []
+        self.closed = False
+
+    async def read(self) -> bytes:
+        return await self.output.get()
+
+    async def write(self, data: bytes) -> None:
+        self.output.put_nowait(data)
+
+    def close_stdin(self) -> None:
+        self.output.put_nowait(b"")
+
+    def resize(self, terminal: Terminal) -> None:
+        self.terminal = terminal
+
+    def signal(self, signum: int) -> None:
+        self.signals.append(signum)
+
+    async def wait(self) -> int:
+        return self.code
+
+    async def close(self) -> None:
+        self.closed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipmate.common.waiting import wait_for
+from shipmate.runtimes.base import Terminal
 from shipmate.domain.errors import InvalidInput, NotFound
 from shipmate.domain.promotion import State
 from shipmate.services import processes, releases
@@ -157,3 +158,19 @@ async def test_run_streams_a_one_off_and_its_exit_code(rack: Rack) -> None:
 
     assert output == [("line", "hello"), ("line", "bye"), ("exit", 7)]
     assert f"Running one-off process of {r1.id}: python3 -c 'print(1)'" in rack.messages("shop")
+
+
+async def test_attach_starts_an_interactive_one_off_and_says_so(rack: Rack) -> None:
+    r1 = rack.deploy("shop")
+    await rack.promote("shop", r1.id)
+    rack.fake.script(r1.id, run_exit=3)
+
+    plan = processes.plan_run(rack.ctx, "shop", "web", "python3", None)
+    session = await processes.attach(rack.ctx, plan, Terminal(24, 80))
+    await session.write(b"print(6*7)\n")
+    session.close_stdin()
+
+    assert [await session.read(), await session.read()] == [b"print(6*7)\n", b""]
+    assert await session.wait() == 3
+    assert rack.fake.runs[-1] == (r1.id, "web", "python3")
+    assert f"Running one-off process of {r1.id} (in a terminal): python3" in rack.messages("shop")

@@ -42,6 +42,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Streams:
+    """The standard streams an attached process gets: "pipe" (its input, its output and error
+    together) or "tty" (one pseudo-terminal, both descriptors its slave end)."""
+
+    mode: str
+    stdin: int
+    output: int
+
+
 @dataclass
 class LocalProcess:
     id: str
@@ -138,7 +148,10 @@ class LocalProcess:
         venv_bin: Path | None,
         grace: float,
         log_cap: int,
+        attach: Streams | None = None,
     ) -> None:
+        """Start the shim, and the process under it; `attach`: the process's own standard
+        streams (an interactive one-off), instead of output.log."""
         base = {k: os.environ[k] for k in INHERITED if k in os.environ}
         base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         if venv_bin is not None:
@@ -156,6 +169,8 @@ class LocalProcess:
             isolation += ["--user", f"{self.user.uid}:{self.user.gid}"]
         for directory in self.cgroups.dirs if self.cgroups is not None else ():
             isolation += ["--cgroup", directory]
+        if attach is not None:
+            isolation += ["--attach", attach.mode]
         # The shim runs in a session of its own, with no pipe to the rack, so that it and
         # the app survive the rack. It is a script of the standard library alone, run without
         # site-packages (-S) or the app's PYTHON* variables (-I): its start-up delays the app's.
@@ -177,9 +192,9 @@ class LocalProcess:
             ],
             cwd=str(cwd),
             env=full,
-            stdin=subprocess.DEVNULL,
-            stdout=shim_log,
-            stderr=shim_log,
+            stdin=attach.stdin if attach is not None else subprocess.DEVNULL,
+            stdout=attach.output if attach is not None else shim_log,
+            stderr=attach.output if attach is not None else shim_log,
             start_new_session=True,
         )
         shim_log.close()

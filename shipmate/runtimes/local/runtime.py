@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -26,16 +27,19 @@ from shipmate.domain.ids import new_process_id, release_hash
 from shipmate.router.routes import Routes
 from shipmate.runtimes.base import (
     AppEventSink,
+    Attached,
     DesiredState,
     EventSink,
     LogSource,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
+    Terminal,
 )
 from shipmate.runtimes.local import cgroups, isolation
+from shipmate.runtimes.local.attached import Ends, LocalAttached
 from shipmate.runtimes.local.oneoff import follow
-from shipmate.runtimes.local.process import LocalProcess, free_port
+from shipmate.runtimes.local.process import LocalProcess, Streams, free_port
 from shipmate.runtimes.local.rolling import ServiceRollout
 from shipmate.runtimes.local.shim import DEFAULT_LOG_CAP
 from shipmate.runtimes.local.supervision import CrashBackoff
@@ -173,6 +177,7 @@ class LocalRuntime:
         command: str | None = None,
         oneoff: bool = False,
         mark: str | None = None,
+        streams: Streams | None = None,
     ) -> LocalProcess:
         """A new process of `spec` (or a one-off running `command`), running under its shim."""
         process_id = new_process_id(spec.name, desired.release_id)
@@ -205,6 +210,9 @@ class LocalRuntime:
             # Before the process starts, so no reader ever sees its directory unmarked.
             process.directory.mkdir(parents=True, exist_ok=True)
             (process.directory / mark).touch()
+        if streams is not None and streams.mode == "tty" and process.user is not None:
+            # Its own terminal, as a login gives one: `tty`, and what reopens /dev/pts/N, work.
+            os.fchown(streams.stdin, process.user.uid, process.user.gid)
         try:
             await process.spawn(
                 cwd,
@@ -212,6 +220,7 @@ class LocalRuntime:
                 venv_bin(cwd),
                 spec.termination_grace,
                 self.log_cap,
+                streams,
             )
         except BaseException:
             self._processes.pop(process.id, None)
@@ -331,6 +340,27 @@ class LocalRuntime:
             if process.alive:
                 await process.stop(spec.termination_grace)
             self._processes.pop(process.id, None)
+
+    async def attach(
+        self, desired: DesiredState, service: str, command: str, terminal: Terminal | None
+    ) -> Attached:
+        spec = next((s for s in desired.services if s.name == service), None)
+        if spec is None:
+            known = ", ".join(s.name for s in desired.services)
+            raise NotFound(f"no service {service} in release {desired.release_id}: {known}")
+        ends = Ends.open(terminal)
+        try:
+            process = await self.start(
+                desired, spec, _silent, command=command, oneoff=True, streams=ends.streams
+            )
+        except BaseException:
+            ends.close()
+            raise
+        ends.release_child_ends()
+        return LocalAttached(process, ends, spec.termination_grace, lambda: self._forget(process))
+
+    def _forget(self, process: LocalProcess) -> None:
+        self._processes.pop(process.id, None)
 
     async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
         found = [

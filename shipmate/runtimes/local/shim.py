@@ -13,6 +13,11 @@ to it, so the rack can stop, crash or restart while the app keeps serving:
 Run as `python -I -S shim.py --dir DIR --grace SECONDS --log-cap BYTES -- COMMAND...`: a
 file of the standard library only, so that it needs neither site-packages nor PYTHONPATH.
 
+`--attach pipe` or `--attach tty` (an interactive `shipmate run`): the process gets the shim's
+own standard input, output and error, which the rack opened as pipes or as a pseudo-terminal
+it relays to the user; with `tty`, that terminal is the process's controlling terminal, so
+Ctrl-C and window changes reach it as on a terminal of its own. Nothing goes to output.log.
+
 Every process of a rollback waits for its shim to start the app, so the shim starts it before
 anything else: it imports only `os`, `sys` and `signal` until the app runs (the rest of the
 standard library it uses costs more than the interpreter's own start-up).
@@ -27,7 +32,7 @@ import sys
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 USAGE = (
     "usage: shim.py --dir DIR [--grace SECONDS] [--log-cap BYTES] [--user UID:GID]"
-    " [--cgroup DIR]... -- COMMAND..."
+    " [--cgroup DIR]... [--attach pipe|tty] -- COMMAND..."
 )
 
 
@@ -93,13 +98,20 @@ class Options:
         self.log_cap = DEFAULT_LOG_CAP
         self.user: tuple[int, int] | None = None
         self.cgroups: list[str] = []
+        self.attach = ""  # "", "pipe" or "tty"
         self.command: list[str] = []
 
 
 def _parse(argv: list[str]) -> Options:
     """The options; argparse alone takes longer to import than the interpreter takes to
     start."""
-    options = {"--dir": "", "--grace": "30", "--log-cap": str(DEFAULT_LOG_CAP), "--user": ""}
+    options = {
+        "--dir": "",
+        "--grace": "30",
+        "--log-cap": str(DEFAULT_LOG_CAP),
+        "--user": "",
+        "--attach": "",
+    }
     parsed = Options()
     rest = list(argv)
     while rest and rest[0] != "--" and rest[0].startswith("--"):
@@ -121,6 +133,9 @@ def _parse(argv: list[str]) -> Options:
         sys.exit(f"{USAGE}\nshim.py: error: --grace, --log-cap and --user take numbers")
     if not options["--dir"] or not parsed.command:
         sys.exit(f"{USAGE}\nshim.py: error: --dir and a command are required")
+    if options["--attach"] not in ("", "pipe", "tty"):
+        sys.exit(f"{USAGE}\nshim.py: error: --attach takes pipe or tty")
+    parsed.attach = options["--attach"]
     parsed.directory = options["--dir"]
     return parsed
 
@@ -150,25 +165,34 @@ def _spawn(command: list[str]) -> tuple[int, int]:
 
 
 def _spawn_isolated(
-    command: list[str], user: tuple[int, int] | None, cgroups: list[str]
+    command: list[str], user: tuple[int, int] | None, cgroups: list[str], attach: str = ""
 ) -> tuple[int, int]:
     """As _spawn, as the app's user and inside its cgroups: posix_spawn can do neither, so a
     fork, then in the child (before exec, so nothing of the app runs outside them) the
-    cgroups, then setgroups/setgid/setuid, which leave no capability to a non-root uid."""
+    cgroups, then setgroups/setgid/setuid, which leave no capability to a non-root uid.
+
+    `attach`: the child keeps the shim's standard streams (the read end returned is -1), and
+    with "tty" takes them, a terminal, as its controlling terminal."""
     read, write = os.pipe()
     errors_read, errors_write = os.pipe()  # closed by a successful exec: EOF means started
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child of a fork)
         try:
             os.setsid()
+            if attach == "tty":
+                import fcntl
+                import termios
+
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             for directory in cgroups:
                 fd = os.open(directory + "/cgroup.procs", os.O_WRONLY)
                 os.write(fd, b"0")  # 0: the writing process itself
                 os.close(fd)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(write, 1)
-            os.dup2(write, 2)
+            if not attach:
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(write, 1)
+                os.dup2(write, 2)
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
             if user is not None:
@@ -183,11 +207,12 @@ def _spawn_isolated(
     os.close(errors_write)
     failed = os.read(errors_read, 4096)
     os.close(errors_read)
+    if failed or attach:
+        os.close(read)
     if failed:
         os.waitpid(pid, 0)
-        os.close(read)
         raise OSError(failed.decode(errors="replace"))
-    return pid, read
+    return pid, -1 if attach else read
 
 
 def _oom_killed(cgroups: list[str]) -> bool:
@@ -237,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         options.command,
     )
     try:
-        if options.user is None and not options.cgroups:
+        if options.user is None and not options.cgroups and not options.attach:
             pid, output = _spawn(command)
         else:
-            pid, output = _spawn_isolated(command, options.user, options.cgroups)
+            pid, output = _spawn_isolated(command, options.user, options.cgroups, options.attach)
     except OSError as exc:
         sys.exit(f"shim.py: cannot start {command[0]}: {exc}")
 
@@ -287,12 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     write_json(state_path, state)
 
     def copy_output() -> None:
+        if output < 0:  # attached: the rack reads the output itself
+            return
         with os.fdopen(output, "rb") as lines:
             for line in iter(lines.readline, b""):
                 log.write(line)
 
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
+    if options.attach:
+        # The process has the streams: the shim lets go of them, so that the rack sees their
+        # end when the process (and what it started) is done with them.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if stopping.is_set():
         # The shell may exit on SIGTERM at once while the app it started finishes its
