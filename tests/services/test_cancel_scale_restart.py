@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shipmate.common.waiting import wait_for
-from shipmate.runtimes.base import Terminal
 from shipmate.domain.errors import InvalidInput, NotFound
 from shipmate.domain.promotion import State
+from shipmate.runtimes.base import Terminal
 from shipmate.services import processes, releases
 from tests.services.conftest import POLL, SUCCESS, Rack, manifest
 
