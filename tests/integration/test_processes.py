@@ -350,3 +350,24 @@ def test_services_without_a_port(rack: Rack, tmp_path: Path) -> None:
         result.err,
     )
     assert sum(p["service"] == "worker" for p in running(rack, "workers")) == 2
+
+    # The failed worker cancelled the web process's start, shim already launched: it is
+    # stopped too, and nothing of the app outlives its delete (it used to run on, unknown).
+    builds = [rack.home / "builds" / b["id"] for b in rack.builds("workers")]
+    rack.ok("apps", "delete", "workers")
+    poll_until(lambda: not processes_in(builds), 30, what="the app's processes to be gone")
+
+
+def processes_in(directories: list[Path]) -> list[int]:
+    """The processes whose working directory is in one of `directories`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # A removed directory reads as "<path> (deleted)".
+                cwd = Path(os.readlink(entry / "cwd").removesuffix(" (deleted)"))
+            except OSError:
+                continue
+            if any(cwd == d or d in cwd.parents for d in directories):
+                found.append(int(entry.name))
+    return found

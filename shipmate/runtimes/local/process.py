@@ -199,12 +199,32 @@ class LocalProcess:
         )
         shim_log.close()
         self.shim_pid = self._shim.pid
-        state = await self._wait_state()
+        self._started(await self._wait_state())
+
+    @property
+    def launched(self) -> bool:
+        """Whether its shim was started (and so may run the app), whatever came after."""
+        return self._shim is not None
+
+    def _started(self, state: dict[str, Any]) -> None:
         self.pid = state["pid"]
         self.pid_start = state["pid_start"]
         self.shim_start = state["shim_start"]
         self.status = "running"
         self._watch()
+
+    async def abandon(self, grace: float) -> None:
+        """Stop a process whose start was interrupted (cancelled: a sibling rollout failed)
+        after its shim was launched: once the shim says what it runs, as any stop. Else the
+        app would run on, known to nobody, and outlive its app's delete."""
+        try:
+            self._started(await self._wait_state())
+        except Exception:
+            if self._shim is not None:
+                self._shim.kill()  # it never started the app: nothing else to stop
+                self._shim.wait()
+            return
+        await self.stop(grace)
 
     async def _wait_state(self) -> dict[str, Any]:
         path = self.directory / "state.json"

@@ -224,7 +224,10 @@ class LocalRuntime:
             )
         except BaseException:
             self._processes.pop(process.id, None)
-            if process.cgroups is not None:
+            if process.launched:
+                # Its shim removes the cgroups when it exits.
+                self._spawn(process.abandon(spec.termination_grace))
+            elif process.cgroups is not None:
                 cgroups.remove(process.cgroups)
             raise
         if not oneoff:

@@ -61,12 +61,17 @@ def _group_alive(pgid: int) -> bool:
 
 
 def write_json(path: str, data: dict[str, object]) -> None:
+    """Best effort: with its directory removed (an app deleted while the rack had lost sight
+    of it), the shim must still stop its process on SIGTERM, not die of the write."""
     import json
 
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 class Log:
