@@ -131,7 +131,12 @@ def rack(prefix: str, pythonpath: Path | None = None) -> Iterator[Rack]:
             apps = r.run("apps", "--json", check=False)
             if apps.returncode == 0:
                 for app in json.loads(apps.stdout):
-                    r.run("apps", "delete", app["name"], check=False, timeout=120)
+                    try:
+                        r.run("apps", "delete", app["name"], check=False, timeout=120)
+                    except subprocess.TimeoutExpired:
+                        # A rack of before issue 10 never finishes a delete while another
+                        # app runs: stopping it below (--all) still ends every process.
+                        print(f"apps delete {app['name']} timed out: stopping", file=sys.stderr)
             done = r.run("rack", "stop", "--all", check=False, timeout=120)
             if done.returncode != 0:
                 for name in ("rack.json", "router.json"):
