@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import click
@@ -156,3 +157,65 @@ def rollback(
 
 def register(cli: click.Group) -> None:
     cli.add_command(releases)
+
+
+@releases.command("diff")
+@click.argument("from_id", metavar="R1")
+@click.argument("to_id", metavar="[R2]", required=False)
+@click.option("--reveal", is_flag=True, help="Show values, not `****` (not for viewers).")
+@app_option
+@json_option
+def diff(from_id: str, to_id: str | None, reveal: bool, app: str | None, as_json: bool) -> None:
+    """What moving from R1 to R2 (default: the active release) changes: environment, build,
+    manifest, and the release commands run in between."""
+    params: dict[str, Any] = {"reveal": "true"} if reveal else {}
+    if to_id is not None:
+        params["to"] = release_id_arg(to_id)
+    path = f"/apps/{app_name(app)}/releases/{release_id_arg(from_id)}/diff"
+    found = client().get(path, params=params)
+    if as_json:
+        print_json(found)
+        return
+    for label, side in (("From", found["from"]), ("To", found["to"])):
+        build = f"  {side['build']}" if side["build"] else ""
+        active = "  (active)" if side["active"] else ""
+        click.echo(f"{label + ':':<6}{side['release']}{build}  {side['description']}{active}")
+    env = found["env"]
+    lines = [f"  + {k}={v}" for k, v in env["added"].items()]
+    lines += [f"  ~ {k}: {old} => {new}" for k, (old, new) in env["changed"].items()]
+    lines += [f"  - {k}" for k in env["removed"]]
+    click.echo("\n".join(["Environment:" + ("" if lines else " the same"), *lines]))
+    old, new = found["from"], found["to"]
+    if old["build"] == new["build"]:
+        click.echo(f"Build: the same ({new['build'] or 'none'})")
+    else:
+        click.echo(f"Build: {old['build'] or 'none'} => {new['build'] or 'none'}")
+        for side in (old, new):
+            if side["build"]:
+                click.echo(f"  {side['build']}  {side['build_description'] or ''}".rstrip())
+        if old["commit"] and new["commit"]:
+            click.echo(f"Commits: {old['commit']}...{new['commit']}")
+            for commit in commits_between(old["commit"], new["commit"]):
+                click.echo(f"  {commit}")
+    manifest = found["manifest"].rstrip("\n")
+    click.echo("Manifest:" + (f"\n{manifest}" if manifest else " the same"))
+    commands = found["release_commands"]
+    click.echo("Release commands in between:" + ("" if commands else " none"))
+    for c in commands:
+        click.echo(f"  {c['promotion']} of {c['release']}: {c['command']} ({c['state']})")
+
+
+def commits_between(a: str, b: str) -> list[str]:
+    """`git log --oneline` of the commits on one side only, when this directory's repository
+    has both (a build names its commit; the rack keeps no repository)."""
+    try:
+        proc = subprocess.run(
+            ["git", "log", "--oneline", "--no-decorate", f"{a}...{b}"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.splitlines() if proc.returncode == 0 else []

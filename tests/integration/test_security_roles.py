@@ -33,6 +33,7 @@ EXPECTED = {
     ("GET", "/apps/{app}/releases"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/manifest"): "viewer",
+    ("GET", "/apps/{app}/releases/{release_id}/diff"): "viewer",
     ("POST", "/apps/{app}/releases/{release_id}/promote"): "deployer",
     ("POST", "/apps/{app}/releases/{release_id}/rollback"): "deployer",
     ("GET", "/apps/{app}/promotions/{promotion_id}"): "viewer",
