@@ -25,6 +25,7 @@ from shipmate.api.schemas import (
     PromoteIn,
     PromotionOut,
     RackOut,
+    ReleaseCreateIn,
     ReleaseOut,
     RestartIn,
     RunIn,
@@ -227,7 +228,7 @@ async def get_env(app: AppDep, ctx: Ctx) -> EnvOut:
 
 @router.post("/apps/{app}/environment", response_model=EnvChangeOut, tags=["environment"])
 async def change_env(app: AppDep, body: EnvChangeIn, ctx: Ctx) -> EnvChangeOut:
-    change = environment.change_env(ctx, app.name, body.set, body.unset, body.replace)
+    change = environment.change_env(ctx, app.name, body.set, body.unset, body.replace, body.release)
     release = ReleaseOut.of(change.release, active=False) if change.release else None
     return EnvChangeOut(env=change.env, release=release, note=change.note)
 
@@ -240,6 +241,13 @@ async def list_releases(
     listed = releases.list_releases(ctx, app.name, limit)
     status = releases.statuses(ctx, app.name, listed)
     return [ReleaseOut.of(r, active=r.id == app.release_id, status=status[r.id]) for r in listed]
+
+
+@router.post("/apps/{app}/releases", response_model=ReleaseOut, status_code=201, tags=["releases"])
+async def create_release(app: AppDep, body: ReleaseCreateIn, ctx: Ctx) -> ReleaseOut:
+    """A release made from parts: one release's build, another's environment."""
+    release = releases.create_from_parts(ctx, app.name, body.build_from, body.env_from)
+    return ReleaseOut.of(release, active=False)
 
 
 @router.get("/apps/{app}/releases/{release_id}", response_model=ReleaseOut, tags=["releases"])

@@ -163,6 +163,14 @@ class EnvChangeIn(BaseModel):
     set: list[str] = Field(default_factory=list, description="KEY=value assignments")
     unset: list[str] = Field(default_factory=list)
     replace: bool = False
+    release: str | None = Field(
+        default=None, description="the release to change (default: the latest)"
+    )
+
+
+class ReleaseCreateIn(BaseModel):
+    build_from: str | None = Field(default=None, description="its build (default: latest)")
+    env_from: str | None = Field(default=None, description="its environment (default: latest)")
 
 
 class EnvChangeOut(BaseModel):

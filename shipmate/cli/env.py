@@ -10,12 +10,14 @@ import click
 
 from shipmate.cli.client import CliError
 from shipmate.cli.common import (
+    F,
     app_name,
     app_option,
     client,
     json_option,
     no_wait_option,
     promote,
+    release_id_arg,
     wait_for_lock_option,
     wait_option,
 )
@@ -100,12 +102,12 @@ def _change(
     wait: float | None,
     wait_for_lock: bool = False,
     no_wait: bool = False,
+    base: str | None = None,
 ) -> None:
     name = app_name(app)
     api = client()
-    result = api.post(
-        f"/apps/{name}/environment", json={"set": set_, "unset": unset, "replace": replace}
-    )
+    body = {"set": set_, "unset": unset, "replace": replace, "release": base}
+    result = api.post(f"/apps/{name}/environment", json=body)
     done()
     note(result.get("note"))
     release = result["release"]
@@ -115,6 +117,16 @@ def _change(
     click.echo(f"Release: {release['id']}")
     if go:
         promote(api, name, release["id"], wait, wait_for_lock, no_wait)
+
+
+def base_option(f: F) -> F:
+    return click.option(
+        "--release",
+        "base",
+        default=None,
+        metavar="R",
+        help="Change release R (its build and environment) rather than the latest.",
+    )(f)
 
 
 @env.command("set")
@@ -129,6 +141,7 @@ def _change(
 )
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
 @click.option("--replace", is_flag=True, help="Replace the whole environment with these.")
+@base_option
 @wait_option
 @wait_for_lock_option
 @no_wait_option
@@ -138,6 +151,7 @@ def set_(
     env_file: Path | None,
     go: bool,
     replace: bool,
+    base: str | None,
     wait: float | None,
     wait_for_lock: bool,
     no_wait: bool,
@@ -158,14 +172,16 @@ def set_(
             "or --file FILE"
         )
     keys = sorted(parse_assignments(given))  # refuse bad input before printing
+    base = release_id_arg(base) if base is not None else None
     progress(f"Setting {', '.join(keys)}...")
-    _change(app, given, [], replace, go, wait, wait_for_lock, no_wait)
+    _change(app, given, [], replace, go, wait, wait_for_lock, no_wait, base)
 
 
 @env.command("unset")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @app_option
 @click.option("--promote", "go", is_flag=True, help="Promote the new release.")
+@base_option
 @wait_option
 @wait_for_lock_option
 @no_wait_option
@@ -173,14 +189,16 @@ def unset(
     keys: tuple[str, ...],
     app: str | None,
     go: bool,
+    base: str | None,
     wait: float | None,
     wait_for_lock: bool,
     no_wait: bool,
 ) -> None:
     """Remove variables: creates a release (promoted with --promote)."""
     names = validate_keys(keys)
+    base = release_id_arg(base) if base is not None else None
     progress(f"Unsetting {', '.join(names)}...")
-    _change(app, [], names, False, go, wait, wait_for_lock, no_wait)
+    _change(app, [], names, False, go, wait, wait_for_lock, no_wait, base)
 
 
 _EDIT_HEADER = (

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from shipmate.cli.client import CliError
 from shipmate.cli.common import (
     app_name,
     app_option,
@@ -157,6 +158,38 @@ def rollback(
 
 def register(cli: click.Group) -> None:
     cli.add_command(releases)
+
+
+@releases.command("create")
+@click.option("--build-from", metavar="R1", default=None, help="Its build (default: latest).")
+@click.option("--env-from", metavar="R2", default=None, help="Its environment (default: latest).")
+@click.option("--promote", "go", is_flag=True, help="Promote the new release.")
+@app_option
+@wait_option
+@wait_for_lock_option
+@no_wait_option
+def create(
+    build_from: str | None,
+    env_from: str | None,
+    go: bool,
+    app: str | None,
+    wait: float | None,
+    wait_for_lock: bool,
+    no_wait: bool,
+) -> None:
+    """Make a release from parts: the build of R1 with the environment of R2."""
+    body = {
+        "build_from": release_id_arg(build_from) if build_from else None,
+        "env_from": release_id_arg(env_from) if env_from else None,
+    }
+    if body == {"build_from": None, "env_from": None}:
+        raise CliError("give --build-from R1, --env-from R2, or both")
+    name = app_name(app)
+    api = client()
+    release = api.post(f"/apps/{name}/releases", json=body)
+    click.echo(f"Release: {release['id']} ({release['description']})")
+    if go:
+        promote(api, name, release["id"], wait, wait_for_lock, no_wait)
 
 
 @releases.command("diff")

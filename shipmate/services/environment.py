@@ -57,20 +57,26 @@ def change_env(
     assignments: list[str],
     unset: list[str],
     replace: bool = False,
+    base: str | None = None,
 ) -> EnvChange:
+    """A release with the change, from the latest release, or from `base` (a change based on
+    that release: its build and its environment, whatever came after)."""
     set_ = parse_assignments(assignments)
     keys = validate_keys(unset)
     # One transaction from read to write: two concurrent changes cannot fork the same parent.
     with ctx.store.unit_of_work() as uow:
         ensure_changeable(uow.apps.lock(app))
-        latest = uow.releases.latest(app)
+        latest = uow.releases.latest(app) if base is None else uow.releases.get(app, base)
         old = dict(latest.env) if latest else {}
         new = apply_change(old, set_, keys, replace)
         check_size(new)
-        note = _note(uow, app, latest)
+        # Based on a release by name: no surprise to tell of.
+        note = _note(uow, app, latest) if base is None else None
         description = describe_change(old, new)
         if description is None:
             return EnvChange(None, old, note)
+        if base is not None:
+            description += f" from {base}"
         release = uow.releases.add(
             app,
             latest.build_id if latest else None,

@@ -9,6 +9,7 @@ from typing import TypeVar
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
 from shipmate.domain.promotion import release_status
 from shipmate.services import audit, promotions
+from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
 from shipmate.structs import Event, Promotion, Release
@@ -71,6 +72,29 @@ def get_release(ctx: Context, app: str, release_id: str) -> tuple[Release, list[
     with ctx.store.unit_of_work() as uow:
         release = uow.releases.get(app, release_id)
         return release, uow.promotions.of_release(release_id)
+
+
+def create_from_parts(
+    ctx: Context, app: str, build_from: str | None, env_from: str | None
+) -> Release:
+    """A release with the build (and manifest) of `build_from` and the environment of
+    `env_from`, each the latest release when not given: a fix's build with an older
+    environment, or the other way round."""
+    if build_from is None and env_from is None:
+        raise InvalidInput("name the release to take the build from, the environment, or both")
+    with ctx.store.unit_of_work() as uow:
+        ensure_changeable(uow.apps.lock(app))
+        latest = uow.releases.latest(app)
+        if latest is None:
+            raise InvalidInput(f"app {app} has no release yet: deploy first")
+        build = uow.releases.get(app, build_from) if build_from else latest
+        env = uow.releases.get(app, env_from) if env_from else latest
+        description = f"build {build.build_id} of {build.id}, env of {env.id}"
+        release = uow.releases.add(
+            app, build.build_id, dict(env.env), build.manifest, build.manifest_name, description
+        )
+        audit.record(uow, "release.create", app, release.id, description)
+    return release
 
 
 def get_promotion(ctx: Context, app: str, promotion_id: str) -> Promotion:

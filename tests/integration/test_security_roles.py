@@ -31,6 +31,7 @@ EXPECTED = {
     ("GET", "/apps/{app}/environment"): "viewer",
     ("POST", "/apps/{app}/environment"): "deployer",
     ("GET", "/apps/{app}/releases"): "viewer",
+    ("POST", "/apps/{app}/releases"): "deployer",
     ("GET", "/apps/{app}/releases/{release_id}"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/manifest"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/diff"): "viewer",
