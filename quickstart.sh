@@ -4,6 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Only the local runtime exists so far; a runtime asked for and not there is said, not ignored.
+runtime=local
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runtime) runtime=${2:-}; shift 2 || shift ;;
+    --runtime=*) runtime=${1#--runtime=}; shift ;;
+    *) echo "ERROR: unknown argument $1: usage: ./quickstart.sh [--runtime local]" >&2; exit 2 ;;
+  esac
+done
+if [ "$runtime" != local ]; then
+  echo "ERROR: runtime '$runtime' is not available yet: only 'local' is (./quickstart.sh)" >&2
+  exit 2
+fi
+
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "ERROR: shipmate needs Python 3.11 or newer as $python (set PYTHON=...)" >&2
