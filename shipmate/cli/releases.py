@@ -160,6 +160,34 @@ def register(cli: click.Group) -> None:
     cli.add_command(releases)
 
 
+@releases.command("history")
+@app_option
+@json_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def history(app: str | None, as_json: bool, limit: int) -> None:
+    """Every promotion, newest first: what it was, by whom, when, and how it ended."""
+    found = client().get(f"/apps/{app_name(app)}/promotions", params={"limit": limit})
+    if as_json:
+        print_json(found)
+        return
+    table(
+        ["id", "release", "action", "by", "started", "ended", "outcome", "reason"],
+        [
+            [
+                p["id"],
+                p["release"],
+                p["action"],
+                p.get("created_by") or "",
+                relative(p["created"]),
+                relative(p["finished"]) if p["finished"] else "",
+                p["outcome"],
+                p["reason"] or "",
+            ]
+            for p in found
+        ],
+    )
+
+
 @releases.command("create")
 @click.option("--build-from", metavar="R1", default=None, help="Its build (default: latest).")
 @click.option("--env-from", metavar="R2", default=None, help="Its environment (default: latest).")

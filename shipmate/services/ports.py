@@ -127,6 +127,9 @@ class PromotionRepository(Protocol):
     def unfinished(self) -> list[Promotion]:
         """Of every app, oldest first."""
 
+    def of_app(self, app: str, limit: int) -> list[Promotion]:
+        """The app's promotions, newest first."""
+
     def of_release(self, release_id: str) -> list[Promotion]:
         """Oldest first."""
 

@@ -108,6 +108,15 @@ class SqlPromotions(Repository):
         )
         return [promotion_of(r) for r in rows]
 
+    def of_app(self, app: str, limit: int) -> list[Promotion]:
+        rows = self.session.scalars(
+            select(PromotionRow)
+            .where(PromotionRow.app == app)
+            .order_by(PromotionRow.created_at.desc(), PromotionRow.id.desc())
+            .limit(limit)
+        )
+        return [promotion_of(r) for r in rows]
+
     def of_release(self, release_id: str) -> list[Promotion]:
         rows = self.session.scalars(
             select(PromotionRow)

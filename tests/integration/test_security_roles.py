@@ -35,6 +35,7 @@ EXPECTED = {
     ("GET", "/apps/{app}/releases/{release_id}"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/manifest"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/diff"): "viewer",
+    ("GET", "/apps/{app}/promotions"): "viewer",
     ("POST", "/apps/{app}/releases/{release_id}/promote"): "deployer",
     ("POST", "/apps/{app}/releases/{release_id}/rollback"): "deployer",
     ("GET", "/apps/{app}/promotions/{promotion_id}"): "viewer",

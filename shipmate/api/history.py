@@ -1,4 +1,5 @@
-"""GET /apps/{app}/releases/{release_id}/diff: what moving between two releases changes."""
+"""Release history: GET /apps/{app}/releases/{release_id}/diff, what moving between two
+releases changes, and GET /apps/{app}/promotions, every promotion newest first."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pydantic import BaseModel, Field
 
 from shipmate.api.auth import current_role, require_token
 from shipmate.api.errors import ERROR_RESPONSES, ApiError
+from shipmate.api.schemas import PromotionOut
 from shipmate.domain.ids import validate_app_name
-from shipmate.services import release_diffs
+from shipmate.services import history
 from shipmate.services.context import Context
 
 router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
@@ -50,7 +52,7 @@ class ReleaseDiffOut(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-def _side(side: release_diffs.Side) -> SideOut:
+def _side(side: history.Side) -> SideOut:
     return SideOut(
         release=side.release.id,
         active=side.active,
@@ -80,7 +82,7 @@ async def release_diff(
             403, "forbidden: a viewer sees which keys changed, not their values: drop --reveal"
         )
     ctx: Context = request.app.state.ctx
-    found = release_diffs.diff(ctx, app, release_id, to, reveal=reveal)
+    found = history.diff(ctx, app, release_id, to, reveal=reveal)
     commands = [
         ReleaseCommandOut(
             promotion=p.id, release=p.release_id, command=p.release_command or "", state=p.state
@@ -98,3 +100,26 @@ async def release_diff(
             "release_commands": commands,
         }
     )
+
+
+class HistoryOut(PromotionOut):
+    action: str = Field(description="deploy, env, promote, rollback, scale or restart")
+    description: str = Field(description="of the release it promoted")
+    outcome: str = Field(description="succeeded, reverted, failed or in progress")
+
+
+@router.get("/apps/{app}/promotions", response_model=list[HistoryOut], tags=["releases"])
+async def promotion_history(
+    app: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> list[HistoryOut]:
+    validate_app_name(app)
+    ctx: Context = request.app.state.ctx
+    return [
+        HistoryOut(
+            **PromotionOut.of(e.promotion).model_dump(),
+            action=e.action,
+            description=e.description,
+            outcome=e.outcome,
+        )
+        for e in history.promotions(ctx, app, limit)
+    ]

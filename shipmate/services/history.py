@@ -1,10 +1,12 @@
-"""`releases diff`: what moving from one release to another changes."""
+"""Release history: what moving between two releases changes (`releases diff`), and every
+promotion of an app with what it was (`releases history`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from shipmate.domain.errors import InvalidInput
+from shipmate.domain.promotion import State
 from shipmate.domain.release_diff import EnvDiff, commit_of, manifest_diff
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
@@ -78,3 +80,53 @@ def _release_commands(uow: UnitOfWork, app: str, a: Release, b: Release) -> tupl
         if early.number < numbers[promotion.release_id] <= late.number:
             ran.append(promotion)
     return tuple(ran)
+
+
+@dataclass(frozen=True)
+class Entry:
+    promotion: Promotion
+    action: str  # deploy, env, promote, rollback, scale, restart
+    description: str  # of the promoted release
+    outcome: str  # succeeded, reverted, failed, in progress
+
+
+def promotions(ctx: Context, app: str, limit: int) -> list[Entry]:
+    """The app's promotions, newest first, each with what it was and how it ended."""
+    with ctx.store.unit_of_work() as uow:
+        uow.apps.get(app)
+        listed = uow.promotions.of_app(app, limit)
+        releases = {r: uow.releases.get(app, r) for r in {p.release_id for p in listed}}
+        made_by = {
+            r.id: uow.builds.get(app, r.build_id).release_id if r.build_id else None
+            for r in releases.values()
+        }
+        firsts: dict[str, str] = {
+            r: min(uow.promotions.of_release(r), key=lambda p: p.created_at).id for r in releases
+        }
+    return [
+        Entry(
+            p,
+            _action(p, releases[p.release_id], made_by[p.release_id], firsts[p.release_id]),
+            releases[p.release_id].description,
+            _outcome(p),
+        )
+        for p in listed
+    ]
+
+
+def _action(p: Promotion, release: Release, built: str | None, first: str) -> str:
+    if p.kind != "promote":
+        return p.kind  # rollback, scale, restart
+    if p.id == first and built == release.id:
+        return "deploy"  # the first promotion of the release its build made
+    if p.id == first and release.description.startswith("env "):
+        return "env"
+    return "promote"
+
+
+def _outcome(p: Promotion) -> str:
+    if p.finished_at is None:
+        return "in progress"
+    if p.state is State.RUNNING:
+        return "succeeded"
+    return "failed" if p.state is State.FAILURE else "reverted"
