@@ -16,6 +16,7 @@ class App:
     status: str
     release_id: str | None
     created_at: datetime
+    keep: int | None = None  # releases whose builds are kept (None: every one)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Release:
     copied_from: str | None
     created_at: datetime
     created_by: str = ""  # name of the token that created it; "" before audit existed
+    pinned: bool = False  # its build is never pruned
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ class ReleaseOut(BaseModel):
         default="",
         description="`active`, `reverted` (its last promotion was reverted), or empty",
     )
+    pinned: bool = Field(default=False, description="its build is never pruned")
 
     _mask = field_validator("env")(visible_env)
 
@@ -144,6 +145,7 @@ class ReleaseOut(BaseModel):
             promotions=[PromotionOut.of(p) for p in promotions or []],
             created_by=r.created_by,
             status=status if status is not None else ("active" if active else ""),
+            pinned=r.pinned,
         )
 
 

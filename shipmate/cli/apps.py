@@ -57,6 +57,33 @@ def info(app: str | None, as_json: bool) -> None:
     )
 
 
+@apps.command("settings")
+@click.option(
+    "--keep",
+    metavar="N|all",
+    default=None,
+    help="Keep the builds of the N newest releases (and the active, previous and pinned "
+    "ones); `shipmate builds prune` removes the others. Default: all.",
+)
+@app_option
+@json_option
+def settings(keep: str | None, app: str | None, as_json: bool) -> None:
+    """Show or change an app's settings."""
+    path = f"/apps/{app_name(app)}/settings"
+    if keep is None:
+        found = client().get(path)
+    elif keep == "all":
+        found = client().post(path, json={"keep": None})
+    elif keep.isdigit():
+        found = client().post(path, json={"keep": int(keep)})
+    else:
+        raise CliError(f"--keep takes a number of releases or `all`, not {keep!r}")
+    if as_json:
+        print_json(found)
+        return
+    keyvalues([("Keep", "all" if found["keep"] is None else f"{found['keep']} releases")])
+
+
 @apps.command("cancel")
 @app_option
 def cancel(app: str | None) -> None:

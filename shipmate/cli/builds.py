@@ -170,6 +170,37 @@ def logs(build_id: str, app: str | None, as_json: bool) -> None:
             click.echo(json.dumps({"line": data}) if as_json else data)
 
 
+@builds.command("prune")
+@click.option(
+    "--dry-run", is_flag=True, help="Say what would go and what it frees; change nothing."
+)
+@app_option
+@json_option
+def prune(dry_run: bool, app: str | None, as_json: bool) -> None:
+    """Remove the builds no kept release uses (`shipmate apps settings --keep N`)."""
+    name = app_name(app)
+    found = client().post(f"/apps/{name}/builds/prune", params={"dry_run": str(dry_run).lower()})
+    if as_json:
+        print_json(found)
+        return
+    if found["keep"] is None:
+        click.echo(
+            f"Nothing to prune: {name} keeps every build (`shipmate apps settings --keep N`)"
+        )
+        return
+    if found["builds"]:
+        table(
+            ["build", "size", "releases"],
+            [
+                [b["build"], _human_size(b["size"]), " ".join(b["releases"])]
+                for b in found["builds"]
+            ],
+        )
+    count = len(found["builds"])
+    verb = "Would free" if dry_run else "Freed"
+    click.echo(f"{verb} {_human_size(found['freed'])} ({count} build{'s' if count != 1 else ''})")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(build_cmd)
     cli.add_command(deploy)

@@ -73,6 +73,8 @@ def info(release_id: str, app: str | None, as_json: bool) -> None:
     ]
     if r["active"]:
         pairs.append(("Status", "active"))
+    if r.get("pinned"):
+        pairs.append(("Pinned", "yes: its build is never pruned"))
     if r["copied_from"]:
         pairs.append(("Copied from", r["copied_from"]))
     promotions = [
@@ -158,6 +160,24 @@ def rollback(
 
 def register(cli: click.Group) -> None:
     cli.add_command(releases)
+
+
+@releases.command("pin")
+@click.argument("release_id")
+@app_option
+def pin(release_id: str, app: str | None) -> None:
+    """Protect a release's build from pruning."""
+    client().post(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/pin")
+    click.echo(f"Pinned {release_id}: its build is never pruned")
+
+
+@releases.command("unpin")
+@click.argument("release_id")
+@app_option
+def unpin(release_id: str, app: str | None) -> None:
+    """Let a release's build be pruned again, when no kept release uses it."""
+    client().post(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/unpin")
+    click.echo(f"Unpinned {release_id}")
 
 
 @releases.command("history")

@@ -37,6 +37,9 @@ class AppRepository(Protocol):
     def update(self, name: str, *, status: str | None = None, release_id: str | None = None) -> App:
         """Change the fields given (None: unchanged)."""
 
+    def set_keep(self, name: str, keep: int | None) -> App:
+        """How many of the newest releases keep their builds; None: all."""
+
     def delete(self, name: str) -> None:
         """The app with its builds, releases, promotions, formation and events."""
 
@@ -86,6 +89,9 @@ class ReleaseRepository(Protocol):
         """The release of that app; raises NotFound."""
 
     def latest(self, app: str) -> Release | None: ...
+
+    def set_pinned(self, app: str, release_id: str, pinned: bool) -> Release:
+        """A pinned release's build is never pruned."""
 
     def list(self, app: str, limit: int = 20) -> list[Release]:
         """Newest first."""

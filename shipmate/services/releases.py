@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
 from shipmate.domain.promotion import release_status
-from shipmate.services import audit, promotions
+from shipmate.services import audit, promotions, retention
 from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
@@ -88,6 +88,7 @@ def create_from_parts(
         if latest is None:
             raise InvalidInput(f"app {app} has no release yet: deploy first")
         build = uow.releases.get(app, build_from) if build_from else latest
+        retention.ensure_build_kept(uow, build)
         env = uow.releases.get(app, env_from) if env_from else latest
         description = f"build {build.build_id} of {build.id}, env of {env.id}"
         release = uow.releases.add(
@@ -135,6 +136,7 @@ def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) 
                 raise InvalidInput(f"app {app} has no release yet: run `shipmate deploy` first")
         else:
             release = uow.releases.get(app, release_id)
+        retention.ensure_build_kept(uow, release)
         promotion = promotions.begin(ctx, uow, release, "promote", wait)
     promotions.start(ctx, promotion, wait)
     return Started(release, promotion)
@@ -146,7 +148,8 @@ def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Star
         uow.apps.lock(app)
         target = uow.releases.get(app, target_id)
         promotions.ensure_idle(uow, app)
-        promotions.desired_state(ctx, target, wait)  # refuse before the copy is written
+        retention.ensure_build_kept(uow, target)  # refuse before the copy is written
+        promotions.desired_state(ctx, target, wait)
         copy = uow.releases.add(
             app,
             target.build_id,

@@ -72,6 +72,14 @@ class SqlApps(Repository):
         self.session.flush()
         return app_of(row)
 
+    def set_keep(self, name: str, keep: int | None) -> App:
+        row = self.session.get(AppRow, name)
+        if row is None:
+            raise NotFound(f"no such app: {name}")
+        row.keep = keep
+        self.session.flush()
+        return app_of(row)
+
     def delete(self, name: str) -> None:
         for model in (EventRow, PromotionRow, ReleaseRow, BuildRow, FormationRow):
             self.session.execute(delete(model).where(model.app == name))

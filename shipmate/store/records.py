@@ -41,7 +41,7 @@ def unused_id(session: Session, model: type[Any], make: Callable[[], str]) -> st
 
 
 def app_of(row: AppRow) -> App:
-    return App(row.name, row.status, row.release_id, row.created_at)
+    return App(row.name, row.status, row.release_id, row.created_at, row.keep)
 
 
 def build_of(row: BuildRow) -> Build:
@@ -77,6 +77,7 @@ def release_of(row: ReleaseRow, keyring: Keyring) -> Release:
         row.copied_from,
         row.created_at,
         row.created_by or "",
+        bool(row.pinned),
     )
 
 

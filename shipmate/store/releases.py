@@ -68,6 +68,14 @@ class SqlReleases(Repository):
             raise NotFound(f"no such release: {release_id} (app {app})")
         return release_of(row, self.keyring)
 
+    def set_pinned(self, app: str, release_id: str, pinned: bool) -> Release:
+        row = self.session.get(ReleaseRow, release_id)
+        if row is None or row.app != app:
+            raise NotFound(f"no such release: {release_id} (app {app})")
+        row.pinned = pinned
+        self.session.flush()
+        return release_of(row, self.keyring)
+
     def latest(self, app: str) -> Release | None:
         row = self.session.scalars(
             select(ReleaseRow).where(ReleaseRow.app == app).order_by(ReleaseRow.number.desc())

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -35,6 +45,8 @@ class AppRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     release_id: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # How many of the newest releases keep their builds (None: all); see services/retention.
+    keep: Mapped[int | None] = mapped_column(Integer)
 
 
 class BuildRow(Base):
@@ -69,6 +81,8 @@ class ReleaseRow(Base):
     copied_from: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(64))  # token name; None before 0002
+    # A pinned release's build is never pruned.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (UniqueConstraint("app", "number", name="uq_releases_app_number"),)
 
