@@ -1,8 +1,9 @@
 """Bearer-token authentication and role checks of the API.
 
 Roles are decided by one rule over the route's method and path template, so a new route is
-covered the day it is added: reads (GET/HEAD) need `viewer`, every other method `deployer`,
-and creating or deleting apps and everything under /rack/ (tokens, key rotation) `admin`.
+covered the day it is added: reads (GET/HEAD) need `viewer` (except a build's export, the
+app's code: `deployer`), every other method `deployer`, and creating or deleting apps and
+everything under /rack/ (tokens, key rotation) `admin`.
 The token is looked up in the store on every request, so a revocation applies at once.
 """
 
@@ -27,6 +28,8 @@ log = logging.getLogger("shipmate.api.auth")
 READ_METHODS = frozenset({"GET", "HEAD"})
 ADMIN_ROUTES = frozenset({("POST", "/apps"), ("DELETE", "/apps/{app}")})
 ADMIN_PREFIX = "/rack/"
+# Reads that hand out an app's code, not its state: for those who may deploy it.
+DEPLOYER_READS = frozenset({("GET", "/apps/{app}/builds/{build_id}/export")})
 MASK = "****"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="shipmate"'}  # RFC 6750
 
@@ -50,7 +53,7 @@ def required_role(method: str, path: str) -> str:
     """The least role that may call `method` on the route whose template is `path`."""
     if path.startswith(ADMIN_PREFIX) or (method, path) in ADMIN_ROUTES:
         return "admin"
-    if method in READ_METHODS:
+    if method in READ_METHODS and (method, path) not in DEPLOYER_READS:
         return "viewer"
     return "deployer"
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
-from shipmate.cli.client import Client, CliError
+from shipmate.cli.client import Client, CliError, rack_error
 from shipmate.cli.common import (
     app_name,
     app_option,
@@ -168,6 +170,48 @@ def logs(build_id: str, app: str | None, as_json: bool) -> None:
     for kind, data in client().stream(path):
         if kind == "line":
             click.echo(json.dumps({"line": data}) if as_json else data)
+
+
+@builds.command("export")
+@click.argument("build_id")
+@app_option
+def export(build_id: str, app: str | None) -> None:
+    """Write build BUILD_ID as a gzip tar to stdout: `shipmate builds export B > build.tgz`."""
+    if sys.stdout.isatty():
+        raise CliError("the export is binary: redirect it to a file (> build.tgz)")
+    path = f"/apps/{app_name(app)}/builds/{build_id_arg(build_id)}/export"
+    api = client()
+    out = sys.stdout.buffer
+    try:
+        with api.http.stream("GET", path) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise rack_error(response)
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+    except httpx.TransportError as exc:
+        raise CliError(
+            f"lost the rack at {api.base_url} ({type(exc).__name__}): the export is incomplete"
+        ) from None
+    out.flush()
+
+
+@builds.command("import")
+@app_option
+def import_(app: str | None) -> None:
+    """Import a build exported by `builds export` from stdin; it gets a release, unpromoted."""
+    if sys.stdin.isatty():
+        raise CliError("give the export on stdin: shipmate builds import < build.tgz")
+    name = app_name(app)
+    progress("Importing build...")
+    found = client().post(
+        f"/apps/{name}/builds/import",
+        content=sys.stdin.buffer,
+        headers={"Content-Type": "application/gzip"},
+    )
+    done(f" OK (from {found['origin']})")
+    click.echo(f"Build:   {found['build']['id']}")
+    click.echo(f"Release: {found['release']}")
 
 
 @builds.command("prune")

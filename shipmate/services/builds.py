@@ -115,7 +115,7 @@ async def run_build(ctx: Context, build: Build) -> None:
                 home=ctx.settings.home,
                 root=directory,
             )
-        _freeze(directory)
+        freeze(directory)
         with ctx.store.unit_of_work() as uow:
             # Locked: the release forks the latest one's environment.
             ensure_changeable(uow.apps.lock(build.app))
@@ -143,7 +143,7 @@ async def run_build(ctx: Context, build: Build) -> None:
         ctx.notifier.notify()
 
 
-def _freeze(directory: Path) -> None:
+def freeze(directory: Path) -> None:
     # A build is immutable: what a rollback runs is exactly what was built.
     for path in [directory, *directory.rglob("*")]:
         if path.is_symlink():
