@@ -162,22 +162,21 @@ def register(cli: click.Group) -> None:
     cli.add_command(releases)
 
 
-@releases.command("pin")
-@click.argument("release_id")
-@app_option
-def pin(release_id: str, app: str | None) -> None:
-    """Protect a release's build from pruning."""
-    client().post(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/pin")
-    click.echo(f"Pinned {release_id}: its build is never pruned")
+def _pin_command(name: str, done: str, help_text: str) -> None:
+    @releases.command(name, help=help_text)
+    @click.argument("release_id")
+    @app_option
+    def command(release_id: str, app: str | None) -> None:
+        client().post(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/{name}")
+        click.echo(done.format(release_id))
 
 
-@releases.command("unpin")
-@click.argument("release_id")
-@app_option
-def unpin(release_id: str, app: str | None) -> None:
-    """Let a release's build be pruned again, when no kept release uses it."""
-    client().post(f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/unpin")
-    click.echo(f"Unpinned {release_id}")
+_pin_command(
+    "pin", "Pinned {}: its build is never pruned", "Protect a release's build from pruning."
+)
+_pin_command(
+    "unpin", "Unpinned {}", "Let a release's build be pruned again, when no kept release uses it."
+)
 
 
 @releases.command("history")

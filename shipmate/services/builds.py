@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from shipmate.builder.archive import safe_extract
@@ -52,12 +52,23 @@ async def receive_upload(ctx: Context, app: str, chunks: AsyncIterator[bytes]) -
     return path
 
 
-def create_build(ctx: Context, app: str, upload: Path, description: str) -> Build:
-    """Unpack and check an upload; only a valid one becomes a build row and directory."""
+@contextlib.contextmanager
+def staged(ctx: Context, upload: Path) -> Iterator[Path]:
+    """A staging directory beside the builds for an upload's contents; it and the upload are
+    removed whatever happens (what the caller renamed out of it stays)."""
     ctx.settings.builds_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=ctx.settings.builds_dir, prefix=".staging-"))
-    source = staging / "src"
     try:
+        yield staging
+    finally:
+        upload.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def create_build(ctx: Context, app: str, upload: Path, description: str) -> Build:
+    """Unpack and check an upload; only a valid one becomes a build row and directory."""
+    with staged(ctx, upload) as staging:
+        source = staging / "src"
         safe_extract(upload, source, max_bytes=ctx.settings.max_upload)
         manifest_name, manifest_text = find_manifest(source)
         # Refuse a bad manifest, or services with nothing to run, before any write.
@@ -74,12 +85,6 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
                 build_id=build_id,
             )
             audit.record(uow, "build.create", app, build_id, build.description)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        upload.unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
     return build
 
 

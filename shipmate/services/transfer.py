@@ -32,7 +32,7 @@ from shipmate.domain.manifest import find_manifest, load_manifest
 from shipmate.domain.manifest_commands import check_source
 from shipmate.services import audit
 from shipmate.services.apps import ensure_changeable
-from shipmate.services.builds import freeze
+from shipmate.services.builds import freeze, staged
 from shipmate.services.context import Context
 from shipmate.services.retention import PRUNED
 from shipmate.structs import Build, Release
@@ -116,9 +116,7 @@ def _sha256(path: Path) -> str:
 
 def import_build(ctx: Context, app: str, upload: Path) -> Imported:
     """Check an uploaded export; only a whole, intact one becomes a build and a release."""
-    ctx.settings.builds_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=ctx.settings.builds_dir, prefix=".staging-"))
-    try:
+    with staged(ctx, upload) as staging:
         safe_extract(upload, staging / "x", max_bytes=ctx.settings.max_upload)
         meta = _meta(staging / "x" / META)
         tree = staging / "x" / TREE
@@ -151,12 +149,6 @@ def import_build(ctx: Context, app: str, upload: Path) -> Imported:
                 build_id, status="complete", release_id=release.id, started_at=now, ended_at=now
             )
             audit.record(uow, "build.import", app, build_id, f"import of {origin}")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        upload.unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
     freeze(ctx.settings.builds_dir / build_id)
     return Imported(build, release, origin)
 

@@ -122,14 +122,29 @@ def rack(
 ) -> Iterator[Rack]:
     """A rack shared by the tests of a module, on a new database of each backend in turn."""
     home = reachable_home(tmp_path_factory.mktemp("rack"))
-    with database(request, request.param, home) as url:
-        rack = start_rack(home, None if request.param == "sqlite" else url)
-        try:
-            yield rack
-        finally:
-            remove_apps(rack)
-            stop_rack(rack)
-            remove_home(home)
+    with (
+        database(request, request.param, home) as url,
+        running_rack(home, None if request.param == "sqlite" else url) as rack,
+    ):
+        yield rack
+
+
+@contextlib.contextmanager
+def own_rack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Rack]:
+    """A rack on SQLite in a home of its own; its apps deleted, stopped and removed after."""
+    with running_rack(reachable_home(tmp_path_factory.mktemp(name))) as rack:
+        yield rack
+
+
+@contextlib.contextmanager
+def running_rack(home: Path, database_url: str | None = None) -> Iterator[Rack]:
+    rack = start_rack(home, database_url)
+    try:
+        yield rack
+    finally:
+        remove_apps(rack)
+        stop_rack(rack)
+        remove_home(home)
 
 
 def reachable_home(fallback: Path) -> Path:

@@ -12,16 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import (
-    EXAMPLE,
-    Rack,
-    _cli,
-    reachable_home,
-    remove_apps,
-    remove_home,
-    start_rack,
-    stop_rack,
-)
+from tests.integration.conftest import EXAMPLE, Rack, _cli, own_rack
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +22,8 @@ APP = "mover"
 @pytest.fixture
 def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
     """A second rack, of its own home and database."""
-    home = reachable_home(tmp_path_factory.mktemp("other"))
-    rack = start_rack(home)
-    try:
+    with own_rack(tmp_path_factory, "other") as rack:
         yield rack
-    finally:
-        remove_apps(rack)
-        stop_rack(rack)
-        remove_home(home)
 
 
 def export(rack: Rack, build: str, to: Path, app: str = APP) -> None:

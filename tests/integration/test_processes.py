@@ -16,29 +16,15 @@ import httpx
 import pytest
 
 from shipmate.common.waiting import poll_until
-from tests.integration.conftest import (
-    EXAMPLE,
-    Rack,
-    reachable_home,
-    remove_apps,
-    remove_home,
-    start_rack,
-    stop_rack,
-)
+from tests.integration.conftest import EXAMPLE, Rack, own_rack
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
-    home = reachable_home(tmp_path_factory.mktemp("procs"))
-    rack = start_rack(home)
-    try:
+    with own_rack(tmp_path_factory, "procs") as rack:
         yield rack
-    finally:
-        remove_apps(rack)
-        stop_rack(rack)
-        remove_home(home)
 
 
 def eventually(check: Callable[[], object], timeout: float = 30.0) -> object:

@@ -23,15 +23,7 @@ from pathlib import Path
 import pytest
 
 from shipmate.common.waiting import poll_until
-from tests.integration.conftest import (
-    Rack,
-    _cli,
-    reachable_home,
-    remove_apps,
-    remove_home,
-    start_rack,
-    stop_rack,
-)
+from tests.integration.conftest import Rack, _cli, own_rack
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +33,9 @@ APP = "console"
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
     """One rack, on SQLite: the store has no part in relaying a session."""
-    home = reachable_home(tmp_path_factory.mktemp("rack"))
-    rack = start_rack(home)
-    try:
+    with own_rack(tmp_path_factory, "rack") as rack:
         rack.deploy(APP)
         yield rack
-    finally:
-        remove_apps(rack)
-        stop_rack(rack)
-        remove_home(home)
 
 
 class Terminal:
