@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from shipmate.api.auth import current_role, require_token
+from shipmate.api.deps import AppDep, Ctx
 from shipmate.api.errors import ERROR_RESPONSES, ApiError
 from shipmate.api.schemas import PromotionOut
-from shipmate.domain.ids import validate_app_name
 from shipmate.services import history
-from shipmate.services.context import Context
 
 router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
 
@@ -70,19 +69,17 @@ def _side(side: history.Side) -> SideOut:
     tags=["releases"],
 )
 async def release_diff(
-    app: str,
+    app: AppDep,
     release_id: str,
-    request: Request,
+    ctx: Ctx,
     to: Annotated[str | None, Query(description="the other release (default: active)")] = None,
     reveal: Annotated[bool, Query(description="show values (not for viewers)")] = False,
 ) -> ReleaseDiffOut:
-    validate_app_name(app)
     if reveal and current_role.get() == "viewer":
         raise ApiError(
             403, "forbidden: a viewer sees which keys changed, not their values: drop --reveal"
         )
-    ctx: Context = request.app.state.ctx
-    found = history.diff(ctx, app, release_id, to, reveal=reveal)
+    found = history.diff(ctx, app.name, release_id, to, reveal=reveal)
     commands = [
         ReleaseCommandOut(
             promotion=p.id, release=p.release_id, command=p.release_command or "", state=p.state
@@ -110,10 +107,8 @@ class HistoryOut(PromotionOut):
 
 @router.get("/apps/{app}/promotions", response_model=list[HistoryOut], tags=["releases"])
 async def promotion_history(
-    app: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    app: AppDep, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> list[HistoryOut]:
-    validate_app_name(app)
-    ctx: Context = request.app.state.ctx
     return [
         HistoryOut(
             **PromotionOut.of(e.promotion).model_dump(),
@@ -121,5 +116,5 @@ async def promotion_history(
             description=e.description,
             outcome=e.outcome,
         )
-        for e in history.promotions(ctx, app, limit)
+        for e in history.promotions(ctx, app.name, limit)
     ]

@@ -12,6 +12,7 @@ from fastapi.sse import ServerSentEvent
 
 import shipmate
 from shipmate.api.auth import require_token
+from shipmate.api.deps import AppDep, Ctx, refuse_while_stopping
 from shipmate.api.errors import ERROR_RESPONSES
 from shipmate.api.schemas import (
     AppCreate,
@@ -45,29 +46,6 @@ from shipmate.services.context import Context
 from shipmate.structs import App, Build, Event, Promotion
 
 router = APIRouter(dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
-
-
-def context(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[Context, Depends(context)]
-
-
-def refuse_while_stopping(request: Request, what: str) -> None:
-    """Refuse new work once the rack stops. Called right before the work is recorded, with
-    no await in between: the rack's stop then waits for everything recorded before it."""
-    if request.app.state.stopping:
-        raise RackStopping(what)
-
-
-def existing_app(app: str, ctx: Ctx) -> App:
-    validate_app_name(app)
-    return apps.get_app(ctx, app)
-
-
-AppDep = Annotated[App, Depends(existing_app)]
 
 
 # Streams check what they stream in a dependency: once an event stream has started, an

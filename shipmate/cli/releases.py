@@ -190,7 +190,8 @@ def history(app: str | None, as_json: bool, limit: int) -> None:
         print_json(found)
         return
     table(
-        ["id", "release", "action", "by", "started", "ended", "outcome", "reason"],
+        # SPEC §8's words: KIND is what the promotion was (its `action` in JSON).
+        ["id", "release", "kind", "actor", "started", "ended", "outcome", "reason"],
         [
             [
                 p["id"],

@@ -100,9 +100,8 @@ def promotions(ctx: Context, app: str, limit: int) -> list[Entry]:
             r.id: uow.builds.get(app, r.build_id).release_id if r.build_id else None
             for r in releases.values()
         }
-        firsts: dict[str, str] = {
-            r: min(uow.promotions.of_release(r), key=lambda p: p.created_at).id for r in releases
-        }
+        # of_release is oldest first: the first is the one that put the release out.
+        firsts = {r: uow.promotions.of_release(r)[0].id for r in releases}
     return [
         Entry(
             p,

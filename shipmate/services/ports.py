@@ -90,6 +90,9 @@ class ReleaseRepository(Protocol):
 
     def latest(self, app: str) -> Release | None: ...
 
+    def build_uses(self, app: str) -> list[tuple[str, str | None, bool]]:
+        """(release, its build, pinned) of every release, newest first."""
+
     def set_pinned(self, app: str, release_id: str, pinned: bool) -> Release:
         """A pinned release's build is never pruned."""
 

@@ -87,18 +87,18 @@ def prune(ctx: Context, app: str, *, dry_run: bool) -> list[Prunable]:
 
 def _prunable(ctx: Context, uow: UnitOfWork, app: App) -> list[Prunable]:
     assert app.keep is not None
-    every = uow.releases.list(app.name, limit=MAX_KEEP * 10)  # newest first
-    kept = {r.id for r in every[: app.keep]} | {r.id for r in every if r.pinned}
+    every = uow.releases.build_uses(app.name)  # newest first
+    kept = {r for r, _, _ in every[: app.keep]} | {r for r, _, pinned in every if pinned}
     if app.release_id is not None:
         kept.add(app.release_id)
         previous = _previous(uow, app.release_id)
         if previous is not None:
             kept.add(previous)
-    needed = {r.build_id for r in every if r.id in kept}
+    needed = {build for r, build, _ in every if r in kept}
     users: dict[str, list[str]] = {}
-    for release in reversed(every):
-        if release.build_id is not None:
-            users.setdefault(release.build_id, []).append(release.id)
+    for release_id, build_id, _ in reversed(every):
+        if build_id is not None:
+            users.setdefault(build_id, []).append(release_id)
     doomed = []
     for build_id, releases in users.items():
         if build_id in needed or uow.builds.get(app.name, build_id).status != "complete":

@@ -43,8 +43,8 @@ def test_history_lists_every_promotion_with_its_action_and_outcome(rack: Rack) -
     assert re.split(r"\s{2,}", table[0]) == [
         "ID",
         "RELEASE",
-        "ACTION",
-        "BY",
+        "KIND",
+        "ACTOR",
         "STARTED",
         "ENDED",
         "OUTCOME",
