@@ -258,7 +258,13 @@ async def promote(
     app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
 ) -> StartedOut:
     return await _start(
-        ctx, app, body, request, lambda: releases.promote(ctx, app.name, release_id, body.wait)
+        ctx,
+        app,
+        body,
+        request,
+        lambda: releases.promote(
+            ctx, app.name, release_id, body.wait, canary=body.canary, watched=body.watch
+        ),
     )
 
 
@@ -272,7 +278,11 @@ async def rollback(
     app: AppDep, release_id: str, body: PromoteIn, request: Request, ctx: Ctx
 ) -> StartedOut:
     return await _start(
-        ctx, app, body, request, lambda: releases.rollback(ctx, app.name, release_id, body.wait)
+        ctx,
+        app,
+        body,
+        request,
+        lambda: releases.rollback(ctx, app.name, release_id, body.wait, watched=body.watch),
     )
 
 
@@ -292,11 +302,13 @@ async def promotion_events(
     found: Annotated[Promotion, Depends(existing_promotion)],
     request: Request,
     ctx: Ctx,
+    after: Annotated[int, Query(ge=0, description="only the events after this one")] = 0,
 ) -> EventStream:
-    """The promotion's events as they happen, then the finished promotion."""
+    """The promotion's events as they happen, then the promotion once it has finished (or
+    is a canary waiting for `continue` or `abort`)."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        items = releases.follow_promotion(ctx, app.name, found.id, request.is_disconnected)
+        items = releases.follow_promotion(ctx, app.name, found.id, request.is_disconnected, after)
         async for item in items:
             if isinstance(item, Event):
                 yield ServerSentEvent(data=EventOut.of(item).model_dump(), event="event")

@@ -190,6 +190,14 @@ class PromoteIn(BaseModel):
         description="while another promotion of the app runs, wait for it to finish and then "
         "start, instead of answering 409",
     )
+    canary: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="first send this % of requests to the release beside the active one, "
+        "until POST /apps/{app}/canary continues or aborts it",
+    )
+    watch: bool = Field(default=True, description="false: skip the manifest's deployment.watch")
 
 
 class StartedOut(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from shipmate.cli.canary import watch_progress
 from shipmate.cli.client import CliError
 from shipmate.cli.common import app_name, app_option, client, json_option
 from shipmate.cli.output import done, keyvalues, print_json, progress, table
@@ -108,6 +109,13 @@ def delete(name: str) -> None:
     progress(f"Deleting {name}...")
     client().delete(f"/apps/{name}")
     done()
+
+
+@apps.command("watch")
+@app_option
+def watch(app: str | None) -> None:
+    """Show the watch of the app's latest promotion as it goes, until it is over."""
+    watch_progress(client(), app_name(app))
 
 
 def register(cli: click.Group) -> None:

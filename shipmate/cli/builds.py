@@ -11,6 +11,7 @@ from typing import Any
 import click
 import httpx
 
+from shipmate.cli import canary as canary_cli
 from shipmate.cli.client import Client, CliError, rack_error
 from shipmate.cli.common import (
     app_name,
@@ -93,6 +94,8 @@ def build_cmd(directory: Path, app: str | None, description: str | None) -> None
 @wait_option
 @wait_for_lock_option
 @no_wait_option
+@canary_cli.canary_option
+@canary_cli.no_watch_option
 def deploy(
     directory: Path,
     app: str | None,
@@ -100,12 +103,15 @@ def deploy(
     wait: float | None,
     wait_for_lock: bool,
     no_wait: bool,
+    canary: int | None,
+    no_watch: bool,
 ) -> None:
-    """Build DIR (default .) and promote the new release."""
+    """Build DIR (default .) and promote the new release (first as a canary with --canary)."""
     name = app_name(app)
     api = client()
     build = run_build(api, name, directory, description)
-    promote(api, name, build["release"], wait, wait_for_lock, no_wait)
+    extra = canary_cli.body(canary, no_watch)
+    promote(api, name, build["release"], wait, wait_for_lock, no_wait, extra)
 
 
 @click.group("builds", invoke_without_command=True)

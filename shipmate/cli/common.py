@@ -100,8 +100,10 @@ def follow_promotion(
     promotion_id: str,
     release_id: str | None = None,
     intro: str | None = None,
+    after: int = 0,
 ) -> dict[str, Any]:
-    """Print `intro`, then the promotion's events as they happen; raise unless it succeeded.
+    """Print `intro`, then the promotion's events (after event `after`) as they happen; raise
+    unless it succeeded or waits as a canary.
 
     Ctrl-C stops the printing only: the promotion goes on in the rack, and the user is told
     how to follow or cancel it (exit 130, as a shell reports an interrupted command).
@@ -110,7 +112,8 @@ def follow_promotion(
     try:
         if intro:
             click.echo(intro)
-        for kind, data in api.stream(f"/apps/{app}/promotions/{promotion_id}/events"):
+        path = f"/apps/{app}/promotions/{promotion_id}/events"
+        for kind, data in api.stream(path, params={"after": after} if after else None):
             if kind == "event":
                 click.echo(data["line"])
             elif kind == "done":
@@ -129,7 +132,7 @@ def follow_promotion(
             f"the event stream of promotion {promotion_id} ended early; "
             "check `shipmate releases` and `shipmate logs`"
         )
-    if not final["succeeded"]:
+    if not final["succeeded"] and final["state"] != "Canary":
         promotion = Promotion(
             id=final["id"],
             app=final["app"],
@@ -146,11 +149,17 @@ def follow_promotion(
 
 
 def start_promotion(
-    api: Client, path: str, wait: float | None, wait_for_lock: bool
+    api: Client,
+    path: str,
+    wait: float | None,
+    wait_for_lock: bool,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """POST a promote or rollback; with `wait_for_lock`, wait out a running promotion first."""
+    """POST a promote or rollback; with `wait_for_lock`, wait out a running promotion first.
+    `extra`: more of the request's body (`canary`, `watch`)."""
+    extra = extra or {}
     try:
-        started: dict[str, Any] = api.post(path, json={"wait": wait})
+        started: dict[str, Any] = api.post(path, json={"wait": wait, **extra})
         return started
     except CliError as exc:
         if not wait_for_lock or exc.code != ErrorCode.APP_BUSY:
@@ -160,7 +169,7 @@ def start_promotion(
     # The rack answers once it has started ours, however long the running one takes.
     started = api.post(
         path,
-        json={"wait": wait, "wait_for_lock": True},
+        json={"wait": wait, "wait_for_lock": True, **extra},
         timeout=httpx.Timeout(60.0, read=None),
     )
     return started
@@ -183,23 +192,34 @@ def promote(
     wait: float | None,
     wait_for_lock: bool = False,
     no_wait: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     # The request first: a refusal (another app's release, a busy app) comes before any
     # `Promoting ...` line.
     started = start_promotion(
-        api, f"/apps/{app}/releases/{release_id}/promote", wait, wait_for_lock
+        api, f"/apps/{app}/releases/{release_id}/promote", wait, wait_for_lock, extra
     )
-    if follow_started(api, app, started, no_wait, f"Promoting {release_id}..."):
+    final = follow_started(api, app, started, no_wait, f"Promoting {release_id}...")
+    if final is None:
+        return
+    if final["state"] == "Canary":
+        click.echo(
+            f"OK, canary: {release_id} serves {(extra or {}).get('canary')}% of requests; "
+            f"`shipmate releases promote --continue -a {app}` completes it, `--abort` ends it"
+        )
+    else:
         click.echo("OK")
 
 
 def follow_started(
     api: Client, app: str, started: dict[str, Any], no_wait: bool, intro: str
-) -> bool:
-    """Follow a promotion the rack has just started, or with --no-wait say how to; True once
-    it was followed to its successful end (the caller prints its OK line)."""
+) -> dict[str, Any] | None:
+    """Follow a promotion the rack has just started, or with --no-wait say how to; the
+    promotion once followed to its successful end or its canary (the caller prints its OK
+    line), None with --no-wait."""
     if no_wait:
         started_only(app, started)
-        return False
-    follow_promotion(api, app, started["promotion"]["id"], started["release"]["id"], intro=intro)
-    return True
+        return None
+    return follow_promotion(
+        api, app, started["promotion"]["id"], started["release"]["id"], intro=intro
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from shipmate.cli import canary as canary_cli
 from shipmate.cli.client import CliError
 from shipmate.cli.common import (
     app_name,
@@ -118,22 +119,36 @@ def manifest(release_id: str, app: str | None, as_json: bool) -> None:
 @wait_option
 @wait_for_lock_option
 @no_wait_option
+@canary_cli.canary_option
+@canary_cli.no_watch_option
+@click.option("--continue", "go_on", is_flag=True, help="Complete the app's canary.")
+@click.option("--abort", is_flag=True, help="End the app's canary: all requests to the old.")
 def promote_cmd(
     release_id: str | None,
     app: str | None,
     wait: float | None,
     wait_for_lock: bool,
     no_wait: bool,
+    canary: int | None,
+    no_watch: bool,
+    go_on: bool,
+    abort: bool,
 ) -> None:
-    """Promote a release (default: the latest) with a rolling update."""
+    """Promote a release (default: the latest) with a rolling update, or first as a canary."""
     api = client()
     name = app_name(app)
+    if go_on or abort:
+        if (go_on and abort) or release_id or canary is not None:
+            raise click.UsageError("--continue and --abort take no release and no --canary")
+        canary_cli.decide(api, name, "continue" if go_on else "abort")
+        return
     if release_id is None:
         latest = api.get(f"/apps/{name}/releases", params={"limit": 1})
         if not latest:
             raise click.ClickException(f"app {name} has no release yet: run `shipmate deploy`")
         release_id = latest[0]["id"]
-    promote(api, name, release_id_arg(release_id), wait, wait_for_lock, no_wait)
+    extra = canary_cli.body(canary, no_watch)
+    promote(api, name, release_id_arg(release_id), wait, wait_for_lock, no_wait, extra)
 
 
 @releases.command("rollback")
@@ -142,15 +157,25 @@ def promote_cmd(
 @wait_option
 @wait_for_lock_option
 @no_wait_option
+@canary_cli.no_watch_option
 def rollback(
-    release_id: str, app: str | None, wait: float | None, wait_for_lock: bool, no_wait: bool
+    release_id: str,
+    app: str | None,
+    wait: float | None,
+    wait_for_lock: bool,
+    no_wait: bool,
+    no_watch: bool,
 ) -> None:
     """Copy an earlier release and promote the copy, without rebuilding."""
     name = app_name(app)
     release_id = release_id_arg(release_id)
     api = client()
     started = start_promotion(
-        api, f"/apps/{name}/releases/{release_id}/rollback", wait, wait_for_lock
+        api,
+        f"/apps/{name}/releases/{release_id}/rollback",
+        wait,
+        wait_for_lock,
+        canary_cli.body(None, no_watch),
     )
     for warning in started.get("warnings", []):
         click.echo(warning)

@@ -12,3 +12,6 @@ from contextvars import ContextVar
 SYSTEM = "system"
 
 current_actor: ContextVar[str] = ContextVar("shipmate_actor", default=SYSTEM)
+
+# The rack acting on its own judgement (an automatic rollback after a failed watch).
+RACK = "rack"

@@ -16,6 +16,7 @@ from shipmate.domain import manifest_schema as schema
 from shipmate.domain.envs import KEY_RE
 from shipmate.domain.errors import ManifestError
 from shipmate.domain.manifest_model import DEFAULT_DEADLINE, EnvVar, Health, Manifest, Service
+from shipmate.domain.traffic import WatchRule
 
 
 def find_manifest(directory: Path) -> tuple[str, str]:
@@ -209,6 +210,29 @@ class _Loader:
             termination_grace=self.integer(
                 termination.get("grace", 30), f"{path}.termination.grace", low=0
             ),
+            watch=self.watch(deployment.get("watch"), f"{path}.deployment.watch"),
+        )
+
+    def watch(self, value: object, path: str) -> WatchRule | None:
+        """`deployment.watch`: {duration: s, errors: % of 5xx, latency: p95 ms, requests: n}."""
+        if value is None or value is False:
+            return None
+        data = self.mapping(value, path)
+        self.check_keys(data, path, schema.WATCH_KEYS)
+        if data.get("errors") is None and data.get("latency") is None:
+            raise self.error(path, "give `errors` (% of 5xx answers), `latency` (p95 ms) or both")
+        errors = data.get("errors")
+        if errors is not None:
+            if isinstance(errors, bool) or not isinstance(errors, int | float):
+                raise self.error(f"{path}.errors", f"expected a number, got {_describe(errors)}")
+            if not 0 <= errors < 100:
+                raise self.error(f"{path}.errors", f"expected a % from 0 to 100, got {errors}")
+        latency = data.get("latency")
+        return WatchRule(
+            duration=self.integer(data.get("duration", 120), f"{path}.duration", low=1),
+            errors=None if errors is None else float(errors),
+            latency=None if latency is None else self.integer(latency, f"{path}.latency", low=1),
+            requests=self.integer(data.get("requests", 20), f"{path}.requests", low=1),
         )
 
     def build(self, value: object, path: str) -> str:

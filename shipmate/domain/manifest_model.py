@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shipmate.domain.errors import NotFound
+from shipmate.domain.traffic import WatchRule
 
 DEFAULT_DEADLINE = 120
 
@@ -73,6 +74,7 @@ class Service:
     deadline: int = DEFAULT_DEADLINE
     memory: int | None = None
     cpu: int | None = None
+    watch: WatchRule | None = None  # deployment.watch: judged by the router's counts
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,18 @@ class Manifest:
     def deadline(self) -> int:
         """Seconds a promotion of this manifest may take before it is reverted."""
         return max((s.deadline for s in self.services), default=DEFAULT_DEADLINE)
+
+    def watch(self) -> WatchRule | None:
+        """The app's watch: the router counts per release, not per service, so the services'
+        rules combine into the strictest (the longest duration, the lowest bounds)."""
+        rules = [s.watch for s in self.services if s.watch is not None and s.port is not None]
+        if not rules:
+            return None
+        errors = [r.errors for r in rules if r.errors is not None]
+        latency = [r.latency for r in rules if r.latency is not None]
+        return WatchRule(
+            duration=max(r.duration for r in rules),
+            errors=min(errors) if errors else None,
+            latency=min(latency) if latency else None,
+            requests=max(r.requests for r in rules),
+        )

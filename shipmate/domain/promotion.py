@@ -26,6 +26,7 @@ class State(enum.StrEnum):
     RUNNING = "Running"
     PENDING = "Pending"
     UPDATING = "Updating"
+    CANARY = "Canary"  # the new release serves a share of requests beside the old one
     DEADLINE = "Deadline"
     ERROR = "Error"
     ROLLBACK = "Rollback"
@@ -37,7 +38,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.RUNNING: frozenset({State.PENDING}),
     # Pending -> Error: a release-phase command failed before any process was replaced.
     State.PENDING: frozenset({State.UPDATING, State.ERROR}),
-    State.UPDATING: frozenset({State.RUNNING, State.DEADLINE, State.ERROR}),
+    State.UPDATING: frozenset({State.RUNNING, State.CANARY, State.DEADLINE, State.ERROR}),
+    # Canary -> Updating: `--continue` completes it; Error: `--abort` or a failed watch.
+    State.CANARY: frozenset({State.UPDATING, State.ERROR}),
     State.DEADLINE: frozenset({State.ROLLBACK}),
     State.ERROR: frozenset({State.ROLLBACK}),
     State.ROLLBACK: frozenset({State.REVERTED, State.FAILURE}),
@@ -60,6 +63,7 @@ _OUTCOME: dict[State, str] = {
 APP_STATUS: dict[State, str] = {
     State.PENDING: "updating",
     State.UPDATING: "updating",
+    State.CANARY: "updating",
     State.DEADLINE: "rollback",
     State.ERROR: "rollback",
     State.ROLLBACK: "rollback",
@@ -139,7 +143,7 @@ class Promotion:
         to Rollback: none once it is there, the failure first unless it was recorded."""
         if failed not in (State.DEADLINE, State.ERROR):
             raise ValueError(f"a promotion fails with Deadline or Error, not {failed}")
-        if self.state in (State.PENDING, State.UPDATING):
+        if self.state in (State.PENDING, State.UPDATING, State.CANARY):
             return [failed, State.ROLLBACK]
         if self.state in (State.DEADLINE, State.ERROR):
             return [State.ROLLBACK]

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from shipmate.domain.traffic import Counts
+
 
 @dataclass(frozen=True)
 class HealthCheck:
@@ -73,6 +75,15 @@ class ProcessInfo:
     started_at: datetime
     command: str
     memory: int | None = None  # bytes in use, when the runtime can tell
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the router counted for one routed process since it started counting."""
+
+    process_id: str
+    release_id: str
+    counts: Counts
 
 
 class EventSink(Protocol):
@@ -145,6 +156,19 @@ class Runtime(Protocol):
 
     async def processes(self, app: str) -> list[ProcessInfo]:
         """The app's processes as observed now."""
+
+    async def traffic(self, app: str) -> list[Traffic]:
+        """The router's cumulative counts for each routed process of the app that runs."""
+
+    async def canary(self, desired: DesiredState, percent: int, emit: EventSink) -> None:
+        """Start `desired`'s routed services beside the processes that serve now (a share of
+        each service's count, at least one) and send them `percent`% of its requests once
+        healthy; raise RolloutFailed. `apply` of the same release completes it."""
+
+    async def end_canary(self, app: str, keep: bool) -> None:
+        """Stop sending a share to the canary: `keep` makes its processes ordinary ones (an
+        `apply` of their release follows), else every request goes back to the others (an
+        `apply` of the previous release stops the canary's processes)."""
 
     async def remove(self, app: str, emit: EventSink) -> None:
         """Stop every process of the app and forget its routes."""

@@ -23,6 +23,11 @@ class Context:
     router_url: str = ""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     promotions: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running, by id
+    # Watched promotions by app (services.watch), and their tasks.
+    watches: dict[str, Any] = field(default_factory=dict)
+    watch_tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    # A canary's promotion waits on its future for `continue` or the reason of an abort.
+    canary_decisions: dict[str, asyncio.Future[str | None]] = field(default_factory=dict)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run background work the rack keeps a reference to (so it is not collected)."""

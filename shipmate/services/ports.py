@@ -130,6 +130,9 @@ class PromotionRepository(Protocol):
     def release_commands_since(self, app: str, since: datetime) -> list[Promotion]:
         """Promotions of the app after `since` that ran a release-phase command, oldest first."""
 
+    def set_reason(self, promotion_id: str, reason: str) -> Promotion:
+        """Say why, after the fact (a watch that failed after the promotion succeeded)."""
+
     def running(self, app: str) -> Promotion | None:
         """The app's unfinished promotion, if any."""
 

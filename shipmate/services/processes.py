@@ -159,7 +159,7 @@ async def cancel(ctx: Context, app: str) -> Promotion:
         running = uow.promotions.running(app)
     if running is None:
         raise InvalidInput(f"app {app} has no promotion in progress: nothing to cancel")
-    if State(running.state) not in (State.PENDING, State.UPDATING):
+    if State(running.state) not in (State.PENDING, State.UPDATING, State.CANARY):
         raise InvalidInput(
             f"the promotion of {running.release_id} is already reverting ({running.state})"
         )

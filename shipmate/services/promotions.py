@@ -16,6 +16,7 @@ from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.ids import release_hash
 from shipmate.domain.manifest import Manifest, load_manifest
 from shipmate.domain.promotion import State, revert_failed, transition
+from shipmate.domain.traffic import Counts, WatchRule
 from shipmate.runtimes.base import (
     DesiredState,
     EventSink,
@@ -23,13 +24,15 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
-from shipmate.services import audit
+from shipmate.services import audit, autorollback, canary, watch
 from shipmate.services.apps import ensure_changeable, finish_deletes
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
 from shipmate.structs import Promotion, Release
 
 APP_OBJECT = "atom/app"
+# The kinds of promotion that put a release out, watched when the manifest says so.
+WATCHED = ("promote", "rollback")
 
 
 def manifest_of(release: Release) -> Manifest:
@@ -143,6 +146,7 @@ def begin(
 
 
 def start(ctx: Context, promotion: Promotion, wait: float | None) -> None:
+    watch.stop_watch(ctx, promotion.app)
     ctx.notifier.notify()
     task = ctx.spawn(run(ctx, promotion.id, wait))
     ctx.promotions[promotion.id] = task
@@ -205,8 +209,20 @@ class PromotionRun:
         services = tuple(self.promotion.options.get("restart", ()))
         return desired_state(self.ctx, self.release, wait, counts, restart, services)
 
+    def watch_rule(self) -> WatchRule | None:
+        """The manifest's watch, for the promotions that put a new release out (not for an
+        automatic rollback, nor when the user said `--no-watch`)."""
+        if self.promotion.kind not in WATCHED or self.promotion.options.get("watch") is False:
+            return None
+        return manifest_of(self.release).watch()
+
     async def execute(self, wait: float | None) -> None:
+        rule = self.watch_rule()
+        baseline: Counts | None = None
         try:
+            if rule is not None and self.previous is not None:
+                traffic = await self.ctx.runtime.traffic(self.promotion.app)
+                baseline = watch.release_counts(traffic, self.previous.id)
             if self.promotion.state is State.PENDING:
                 if self.promotion.kind in ("promote", "rollback"):
                     failure = await self.release_phase()
@@ -214,6 +230,13 @@ class PromotionRun:
                         await self.revert(State.ERROR, failure)
                         return
                 self.advance(State.UPDATING)
+            percent = self.promotion.options.get("canary")
+            if percent:
+                aborted = await canary.serve(self, int(percent), rule, wait)
+                if aborted is not None:
+                    await self.revert(State.ERROR, aborted)
+                    return
+                rule = None  # watched while it was a canary
             await self.ctx.runtime.apply(self.desired(wait), self.emit)
         except RolloutFailed as failure:
             failed = State.DEADLINE if failure.kind == "deadline" else State.ERROR
@@ -225,6 +248,8 @@ class PromotionRun:
             await self.revert(State.ERROR, str(exc) or type(exc).__name__)
             return
         self.advance(State.RUNNING)
+        if rule is not None:
+            autorollback.watch_after(self.ctx, self.promotion, rule, baseline)
 
     async def release_phase(self) -> str | None:
         """Run the manifest's `release:` command once, before any process is replaced.
@@ -276,6 +301,9 @@ class PromotionRun:
         for state in self.promotion.rollback_path(failed):
             self.advance(state, reason if state is failed else None)
         try:
+            if self.promotion.options.get("canary"):
+                # Every request back to the old processes at once; the apply stops the rest.
+                await self.ctx.runtime.end_canary(self.promotion.app, keep=False)
             if self.previous is None:
                 desired = DesiredState.nothing(self.promotion.app)
             else:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shipmate.domain.errors import AppBusy, Conflict, InvalidInput
-from shipmate.domain.promotion import release_status
+from shipmate.domain.promotion import State, release_status
 from shipmate.services import audit, promotions, retention
 from shipmate.services.apps import ensure_changeable
 from shipmate.services.context import Context
@@ -104,13 +104,18 @@ def get_promotion(ctx: Context, app: str, promotion_id: str) -> Promotion:
 
 
 async def follow_promotion(
-    ctx: Context, app: str, promotion_id: str, is_disconnected: Callable[[], Awaitable[bool]]
+    ctx: Context,
+    app: str,
+    promotion_id: str,
+    is_disconnected: Callable[[], Awaitable[bool]],
+    after: int = 0,
 ) -> AsyncIterator[Event | Promotion]:
-    """The promotion's events as they are written, then the promotion once it has finished.
+    """The promotion's events (after event `after`) as they are written, then the promotion
+    once it has finished or is a canary waiting for its decision.
 
     Ends early (without the promotion) when `is_disconnected()` says the reader has gone.
     """
-    last = 0
+    last = after
     while True:
         with ctx.store.unit_of_work() as uow:
             promotion = uow.promotions.get(app, promotion_id)
@@ -118,7 +123,8 @@ async def follow_promotion(
         for event in events:
             last = event.id
             yield event
-        if promotion.finished_at is not None and not events:
+        waiting = promotion.finished_at is not None or promotion.state == State.CANARY
+        if waiting and not events:
             yield promotion
             return
         if await is_disconnected():
@@ -127,7 +133,18 @@ async def follow_promotion(
             await ctx.notifier.wait(0.5)
 
 
-def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) -> Started:
+def promote(
+    ctx: Context,
+    app: str,
+    release_id: str | None,
+    wait: float | None,
+    *,
+    canary: int | None = None,
+    watched: bool = True,
+) -> Started:
+    """Promote the release (the latest when None); `canary`: first send it that % of
+    requests beside the active release; `watched=False`: skip the manifest's watch."""
+    options = _options(canary, watched)
     with ctx.store.unit_of_work() as uow:
         uow.apps.lock(app)
         if release_id is None:
@@ -137,13 +154,26 @@ def promote(ctx: Context, app: str, release_id: str | None, wait: float | None) 
         else:
             release = uow.releases.get(app, release_id)
         retention.ensure_build_kept(uow, release)
-        promotion = promotions.begin(ctx, uow, release, "promote", wait)
+        if canary is not None:
+            _check_canary(ctx, uow, release)
+        promotion = promotions.begin(ctx, uow, release, "promote", wait, options)
     promotions.start(ctx, promotion, wait)
     return Started(release, promotion)
 
 
-def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Started:
-    """Copy the target release (build, environment, manifest, description) and promote it."""
+def rollback(
+    ctx: Context,
+    app: str,
+    target_id: str,
+    wait: float | None,
+    *,
+    kind: str = "rollback",
+    description: str | None = None,
+    watched: bool = True,
+) -> Started:
+    """Copy the target release (build, environment, manifest, description) and promote it.
+
+    An automatic rollback (kind `auto-rollback`) describes the copy by why it was made."""
     with ctx.store.unit_of_work() as uow:
         uow.apps.lock(app)
         target = uow.releases.get(app, target_id)
@@ -156,14 +186,41 @@ def rollback(ctx: Context, app: str, target_id: str, wait: float | None) -> Star
             dict(target.env),
             target.manifest,
             target.manifest_name,
-            target.description,
+            description if description is not None else target.description,
             copied_from=target.id,
         )
-        audit.record(uow, "release.rollback", app, copy.id, f"copy of {target.id}")
+        audit.record(uow, f"release.{kind}", app, copy.id, f"copy of {target.id}")
         warnings = _migration_warnings(uow, target)
-        promotion = promotions.begin(ctx, uow, copy, "rollback", wait)
+        promotion = promotions.begin(ctx, uow, copy, kind, wait, _options(None, watched))
     promotions.start(ctx, promotion, wait)
     return Started(copy, promotion, warnings)
+
+
+def _options(canary: int | None, watched: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if canary is not None:
+        if not 1 <= canary <= 99:
+            raise InvalidInput(f"--canary is a % of requests from 1 to 99, got {canary}")
+        options["canary"] = canary
+    if not watched:
+        options["watch"] = False
+    return options
+
+
+def _check_canary(ctx: Context, uow: UnitOfWork, release: Release) -> None:
+    app = uow.apps.get(release.app)
+    if app.release_id is None:
+        raise InvalidInput(
+            f"app {app.name} has no active release for a canary to run beside: "
+            "promote without --canary"
+        )
+    if app.release_id == release.id:
+        raise InvalidInput(f"{release.id} is already active: a canary needs another release")
+    if not any(s.port is not None for s in promotions.manifest_of(release).services):
+        raise InvalidInput(
+            f"release {release.id} has no routed service (no `port:`): a canary is a share "
+            "of requests, promote without --canary"
+        )
 
 
 def _migration_warnings(uow: UnitOfWork, target: Release) -> tuple[str, ...]:

@@ -44,6 +44,12 @@ class SqlPromotions(Repository):
         self.session.flush()
         return promotion_of(row)
 
+    def set_reason(self, promotion_id: str, reason: str) -> Promotion:
+        row = self._row(promotion_id)
+        row.reason = reason
+        self.session.flush()
+        return promotion_of(row)
+
     def get(self, app: str, promotion_id: str) -> Promotion:
         row = self.session.get(PromotionRow, promotion_id)
         if row is None or row.app != app:

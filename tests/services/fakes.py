@@ -15,9 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from shipmate.common.latency import LATENCY_BOUNDS_MS
 from shipmate.domain.errors import NotFound
 from shipmate.domain.humanize import utcnow
 from shipmate.domain.ids import new_process_id, release_hash
+from shipmate.domain.traffic import Counts
 from shipmate.runtimes.base import (
     Attached,
     DesiredState,
@@ -27,6 +29,7 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
     Terminal,
+    Traffic,
 )
 
 Health = Literal["ok", "never", "crash", "hold"]
@@ -119,6 +122,9 @@ class FakeRuntime:
         self._locks: dict[str, asyncio.Lock] = {}
         self._pids = itertools.count(1000)
         self._ports = itertools.count(20000)
+        self.counts: dict[str, Counts] = {}  # what "the router" counted, per process
+        self.canaries: dict[str, tuple[str, int]] = {}  # app -> (release, percent)
+        self.ended_canaries: list[tuple[str, bool]] = []
 
     @classmethod
     def restarted(cls, before: FakeRuntime) -> FakeRuntime:
@@ -165,7 +171,38 @@ class FakeRuntime:
             and (release_id is None or p.release_id == release_id)
         ]
 
+    def answer(self, app: str, release_id: str, ok: int, errors: int = 0, ms: int = 5) -> None:
+        """Count `ok` 200s and `errors` 500s answered by the release's routed processes."""
+        routed = [p for p in self.live(app, release_id) if p.port is not None]
+        bucket = next(i for i, b in enumerate((*LATENCY_BOUNDS_MS, 10**9)) if ms <= b)
+        latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+        latency[bucket] = ok + errors
+        share = Counts((0, ok, 0, 0, errors), tuple(latency))
+        first = routed[0].id  # all on the first: the sums per release are what is judged
+        self.counts[first] = self.counts.get(first, Counts()) + share
+
     # the Runtime protocol
+    async def traffic(self, app: str) -> list[Traffic]:
+        return [
+            Traffic(p.id, p.release_id, self.counts.get(p.id, Counts()))
+            for p in self.live(app)
+            if p.port is not None
+        ]
+
+    async def canary(self, desired: DesiredState, percent: int, emit: EventSink) -> None:
+        for spec in desired.services:
+            if spec.port is None:
+                continue
+            count = max(1, -(-spec.count * percent // 100))
+            emit(spec.name, f"Scaled up release {desired.release_id} to {count} (canary)")
+            started = [self._start(desired, spec, emit) for _ in range(count)]
+            await self._become_healthy(desired, spec, started, emit)
+        self.canaries[desired.app] = (desired.release_id, percent)
+
+    async def end_canary(self, app: str, keep: bool) -> None:
+        self.canaries.pop(app, None)
+        self.ended_canaries.append((app, keep))
+
     async def apply(self, desired: DesiredState, emit: EventSink) -> None:
         self.applied.append(desired)
         if self.on_apply is not None:

@@ -23,6 +23,9 @@ ALLOWED = {
     (State.UPDATING, State.RUNNING),
     (State.UPDATING, State.DEADLINE),
     (State.UPDATING, State.ERROR),
+    (State.UPDATING, State.CANARY),  # a canary is serving its share
+    (State.CANARY, State.UPDATING),  # --continue
+    (State.CANARY, State.ERROR),  # --abort, or its watch failed
     (State.DEADLINE, State.ROLLBACK),
     (State.ERROR, State.ROLLBACK),
     (State.ROLLBACK, State.REVERTED),
@@ -36,6 +39,7 @@ def test_state_values_are_the_event_words():
         "Running",
         "Pending",
         "Updating",
+        "Canary",
         "Deadline",
         "Error",
         "Rollback",
@@ -250,3 +254,9 @@ def test_every_state_has_an_app_status(state):
 
 def test_finished_states():
     assert frozenset({State.REVERTED, State.FAILURE}) == FINISHED
+
+
+def test_a_canary_reverts_through_error_and_rollback():
+    p = Promotion("P", "a", "R2", "R1", datetime(2026, 1, 1, tzinfo=UTC), state=State.CANARY)
+    assert p.rollback_path(State.ERROR) == [State.ERROR, State.ROLLBACK]
+    assert p.app_status == "updating" and not p.finished

@@ -183,7 +183,7 @@ class ServiceRollout:
     async def _wait(self) -> None:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise RolloutFailed("deadline", _deadline_reason(self.checks.values(), self.desired))
+            raise RolloutFailed("deadline", deadline_reason(self.checks.values(), self.desired))
         done, _ = await asyncio.wait(
             self.checks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
         )
@@ -198,14 +198,17 @@ class ServiceRollout:
                 self.health[process.id] = Health.HEALTHY
 
     def _failure(self, process_id: str) -> RolloutFailed:
-        process = self._process(process_id)
-        lines = last_output(process.log_path)
-        output = f'last output: "{" / ".join(lines)}"' if lines else "no output"
-        return RolloutFailed(
-            "error",
-            f"process {process.id} exited with code {process.exit_code} before it became "
-            f"healthy: {output} (see shipmate logs -a {self.desired.app})",
-        )
+        return exited_before_healthy(self._process(process_id), self.desired)
+
+
+def exited_before_healthy(process: LocalProcess, desired: DesiredState) -> RolloutFailed:
+    lines = last_output(process.log_path)
+    output = f'last output: "{" / ".join(lines)}"' if lines else "no output"
+    return RolloutFailed(
+        "error",
+        f"process {process.id} exited with code {process.exit_code} before it became "
+        f"healthy: {output} (see shipmate logs -a {desired.app})",
+    )
 
 
 def last_output(path: Path, lines: int = TAIL_LINES) -> list[str]:
@@ -225,7 +228,7 @@ def last_output(path: Path, lines: int = TAIL_LINES) -> list[str]:
     return found[-lines:]
 
 
-def _deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:
+def deadline_reason(waiting: Iterable[LocalProcess], desired: DesiredState) -> str:
     parts = []
     for process in sorted(waiting, key=lambda p: p.id):
         last = f" (last check: {process.health_problem})" if process.health_problem else ""

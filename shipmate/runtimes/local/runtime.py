@@ -35,8 +35,9 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
     Terminal,
+    Traffic,
 )
-from shipmate.runtimes.local import cgroups, isolation
+from shipmate.runtimes.local import canary, cgroups, isolation
 from shipmate.runtimes.local.attached import Ends, LocalAttached
 from shipmate.runtimes.local.oneoff import follow
 from shipmate.runtimes.local.process import LocalProcess, Streams, free_port
@@ -91,7 +92,8 @@ class LocalRuntime:
         if isolation.active(home):
             isolation.harden_home(home)
 
-    def _lock(self, app: str) -> asyncio.Lock:
+    def lock(self, app: str) -> asyncio.Lock:
+        """Held while the app's processes change (a rollout, a canary)."""
         return self._locks.setdefault(app, asyncio.Lock())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -102,6 +104,15 @@ class LocalRuntime:
     # observation
     async def processes(self, app: str) -> list[ProcessInfo]:
         return [p.info() for p in self._processes.values() if p.app == app and p.alive]
+
+    async def traffic(self, app: str) -> list[Traffic]:
+        return await canary.traffic(self, app)
+
+    async def canary(self, desired: DesiredState, percent: int, emit: EventSink) -> None:
+        await canary.start(self, desired, percent, emit)
+
+    async def end_canary(self, app: str, keep: bool) -> None:
+        await canary.end(self, app, keep)
 
     def live(self, app: str, service: str | None = None) -> list[LocalProcess]:
         """Running processes of the app (of one service), one-offs and stopping ones left out."""
@@ -142,7 +153,7 @@ class LocalRuntime:
 
     # desired state
     async def apply(self, desired: DesiredState, emit: EventSink) -> None:
-        async with self._lock(desired.app):
+        async with self.lock(desired.app):
             await self._apply(desired, emit)
             self._desired[desired.app] = desired
 
@@ -275,7 +286,7 @@ class LocalRuntime:
 
     async def _replenish(self, app: str, service: str) -> None:
         """Start what the app's current desired state misses for one service."""
-        async with self._lock(app):
+        async with self.lock(app):
             desired = self._desired.get(app)
             if desired is None:
                 return
@@ -381,7 +392,7 @@ class LocalRuntime:
     async def remove(self, app: str, emit: EventSink) -> None:
         # Forgotten before the lock: a replacement waiting for it then finds nothing to do.
         self._desired.pop(app, None)
-        async with self._lock(app):
+        async with self.lock(app):
             self._desired.pop(app, None)
             await self.routes.remove_app(app)
             # Stopped here rather than by begin_stop: only this app's processes are waited
