@@ -13,6 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    answered = 0
+    lock = threading.Lock()
+
+    def _failing(self) -> bool:
+        # FAIL_PERCENT=50 answers 500 to every other request (its health check still passes):
+        # a bad release that only the router's watch (deployment.watch) can catch.
+        percent = int(os.environ.get("FAIL_PERCENT") or 0)
+        with Handler.lock:
+            Handler.answered += 1
+            n = Handler.answered
+        return percent > 0 and (n * percent) // 100 != ((n - 1) * percent) // 100
 
     def _reply(self, status: int, body: dict[str, object]) -> None:
         data = (json.dumps(body) + "\n").encode()
@@ -31,6 +42,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(200, {"status": "ok"})
             return
+        if self._failing():
+            self._reply(500, {"release": os.environ.get("RELEASE"), "error": "FAIL_PERCENT"})
+            return
         self._reply(
             200,
             {
@@ -46,6 +60,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self._failing():
+            self._reply(500, {"release": os.environ.get("RELEASE"), "error": "FAIL_PERCENT"})
+            return
         self._reply(200, {"release": os.environ.get("RELEASE"), "received": len(body)})
 
     def log_message(self, format: str, *args: object) -> None:

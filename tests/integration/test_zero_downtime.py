@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import yaml
 
 from tests.integration.conftest import (
@@ -26,64 +23,11 @@ from tests.integration.conftest import (
     start_rack,
     stop_rack,
 )
+from tests.integration.load import Load
 
 DURATION = 30.0  # seconds of load, at least
 CONCURRENCY = 16
 ROLLBACKS = 10
-BODIES = (b"", b"p" * 1000, b"q" * 100_000)  # none, buffered by the router, streamed by it
-
-
-@dataclass(frozen=True)
-class Outcome:
-    started: float
-    method: str
-    release: str | None  # who answered; None when the request failed
-    problem: str | None
-
-
-class Load:
-    def __init__(self, url: str, host: str) -> None:
-        self.url, self.host = url, host
-        self.done = threading.Event()
-        self.outcomes: list[Outcome] = []
-        self.lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._worker, args=(i,), daemon=True)
-            for i in range(CONCURRENCY)
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def _worker(self, index: int) -> None:
-        # One client per worker: one kept-alive connection each, as a browser or an API
-        # client holds it across the rollbacks.
-        with httpx.Client(base_url=self.url, headers={"Host": self.host}, timeout=30) as client:
-            n = index
-            while not self.done.is_set():
-                n += 1
-                body = BODIES[n % len(BODIES)]
-                started = time.monotonic()
-                method = "POST" if body else "GET"
-                try:
-                    resp = client.request(method, "/", content=body or None)
-                    data = resp.json() if resp.status_code == 200 else {}
-                    if resp.status_code != 200:
-                        outcome = Outcome(started, method, None, f"{resp.status_code} {resp.text}")
-                    elif body and data.get("received") != len(body):
-                        problem = f"sent {len(body)} bytes, the app received {data.get('received')}"
-                        outcome = Outcome(started, method, None, problem)
-                    else:
-                        outcome = Outcome(started, method, data["release"], None)
-                except (httpx.HTTPError, ValueError) as exc:
-                    outcome = Outcome(started, method, None, f"{type(exc).__name__}: {exc}")
-                with self.lock:
-                    self.outcomes.append(outcome)
-
-    def stop(self) -> list[Outcome]:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(60)
-        return self.outcomes
 
 
 def two_process_app(where: Path) -> Path:
@@ -106,7 +50,7 @@ def test_ten_rollbacks_under_load_drop_nothing(tmp_path: Path) -> None:
         out = rack.ok("env", "set", "FOO=two", "--promote", "-a", "zd")
         r2 = re.search(r"^Release: (R[A-Z]{9})$", out, re.M).group(1)  # type: ignore[union-attr]
 
-        load = Load(rack.info["router"], "web.zd.localhost")
+        load = Load(rack.info["router"], "web.zd.localhost", CONCURRENCY)
         began = time.monotonic()
         time.sleep(1)
         for i in range(ROLLBACKS):

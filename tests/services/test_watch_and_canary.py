@@ -35,9 +35,7 @@ async def settle(rack: Rack, app: str) -> None:
     raise AssertionError("the watch did not end")
 
 
-async def two_releases(
-    rack: Rack, text: str, second: str | None = None
-) -> tuple[Release, Release]:
+async def two_releases(rack: Rack, text: str, second: str | None = None) -> tuple[Release, Release]:
     r1 = rack.deploy("shop", text=text)
     await rack.promote("shop", r1.id)
     if "watch:" in text:
@@ -72,7 +70,7 @@ async def test_a_release_that_fails_its_watch_is_rolled_back_by_the_rack(rack: R
 
 
 async def test_a_good_release_passes_its_watch_and_stays(rack: Rack) -> None:
-    r1, r2 = await two_releases(rack, watched())
+    _r1, r2 = await two_releases(rack, watched())
     promotion = await rack.promote("shop", r2.id)
     rack.fake.answer("shop", r2.id, ok=100, errors=1)
     await settle(rack, "shop")
@@ -83,7 +81,7 @@ async def test_a_good_release_passes_its_watch_and_stays(rack: Rack) -> None:
 
 
 async def test_too_little_traffic_is_said_not_guessed(rack: Rack) -> None:
-    r1, r2 = await two_releases(rack, watched())
+    _r1, r2 = await two_releases(rack, watched())
     promotion = await rack.promote("shop", r2.id)
     rack.fake.answer("shop", r2.id, ok=1, errors=2)
     await settle(rack, "shop")
@@ -107,7 +105,7 @@ async def test_no_rollback_when_the_previous_release_was_as_bad(rack: Rack) -> N
 
 
 async def test_no_watch_skips_it(rack: Rack) -> None:
-    r1, r2 = await two_releases(rack, watched())
+    _r1, r2 = await two_releases(rack, watched())
     started = releases.promote(rack.ctx, "shop", r2.id, None, watched=False)
     await rack.finish(started.promotion.id)
     assert not [m for m in rack.messages("shop", started.promotion.id) if "Watch" in m]

@@ -60,7 +60,8 @@ def test_judge():
 
 
 def manifest(watch: str) -> str:
-    return f"services:\n  web:\n    command: x\n    port: 3000\n    deployment:\n      watch: {watch}\n"
+    service = "services:\n  web:\n    command: x\n    port: 3000\n"
+    return f"{service}    deployment:\n      watch: {watch}\n"
 
 
 def test_the_manifest_watch():

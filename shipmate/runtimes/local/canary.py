@@ -70,9 +70,7 @@ async def _service(
         raise RolloutFailed("deadline", deadline_reason(started, desired)) from None
     for process in started:
         emit(process.id, "Healthy")
-    await runtime.routes.set_canary(
-        desired.app, spec.name, [p.backend for p in started], percent
-    )
+    await runtime.routes.set_canary(desired.app, spec.name, [p.backend for p in started], percent)
 
 
 async def end(runtime: LocalRuntime, app: str, keep: bool) -> None:
