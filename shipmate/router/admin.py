@@ -4,13 +4,24 @@ All bodies are JSON; errors are `{"error": "<one line>"}`.
 
     GET    /health                          {"service", "pid", "url", "started", "domain",
                                              "workers"}
-    GET    /routes                          {"routes": {app: {service: [backend, ...]}}}
-    GET    /routes/APP/SERVICE              {"backends": [...]}; 404 when not declared
+    GET    /routes                          {"routes": {app: {service: [backend, ...]}},
+                                             "canaries": {app: {service: CANARY}}}
+    GET    /routes/APP/SERVICE              {"backends": [...], "canary": CANARY or null};
+                                            404 when not declared
     PUT    /routes/APP/SERVICE              {"backends": [...]}: replace the list
     POST   /routes/APP/SERVICE/declare      known with no backend yet (503, not 404)
     POST   /routes/APP/SERVICE/add          {"backend": "127.0.0.1:PORT"}
     POST   /routes/APP/SERVICE/remove       {"backend": "127.0.0.1:PORT"}
     DELETE /routes/APP                      forget every service of the app
+    PUT    /routes/APP/SERVICE/canary       CANARY: {"backends": [...], "percent": 1..99};
+                                            404 when the route is not declared
+    DELETE /routes/APP/SERVICE/canary?keep=true|false
+                                            end it: its backends join the ordinary ones
+                                            (true) or leave the route (false)
+    GET    /counters                        {"counters": {backend: {"classes": [1xx..5xx],
+                                             "latency": [per bucket..., overflow]}},
+                                             "bounds_ms": [...]}: every router process's,
+                                            added up, cumulative since each started
     POST   /drained                         {"backend", "timeout"} -> {"drained": bool}
                                             long-polls until nothing is in flight on it
 
@@ -31,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from shipmate.router.counters import LATENCY_BOUNDS_MS, Counters, merge
 from shipmate.router.home import SavedTable
 from shipmate.router.table import RouteTable
 from shipmate.router.workers import Workers
@@ -89,17 +101,24 @@ class Admin:
     """Applies routing changes to the table, saves them and has every worker apply them."""
 
     def __init__(
-        self, table: RouteTable, saved: SavedTable, health: dict[str, Any], workers: Workers
+        self,
+        table: RouteTable,
+        saved: SavedTable,
+        health: dict[str, Any],
+        workers: Workers,
+        counters: Counters | None = None,
     ) -> None:
         self.table = table
         self.saved = saved
         self.health = health
         self.workers = workers
+        # The daemon's own router's counts; the workers' are asked for on every read.
+        self.counters = counters or Counters()
 
     async def changed(self) -> None:
         # Saved, then applied by every worker, before the change is acknowledged.
         if self.saved.save():
-            await self.workers.sync(self.table.snapshot())
+            await self.workers.sync(self.table.snapshot(), self.table.canaries())
 
     def app(self) -> Starlette:
         async def no_endpoint(request: Request, exc: Exception) -> JSONResponse:
@@ -123,6 +142,9 @@ class Admin:
                 Route("/routes/{app}", self.remove_app, methods=["DELETE"]),
                 Route("/routes/{app}/{service}", self.get_route, methods=["GET"]),
                 Route("/routes/{app}/{service}", self.set_route, methods=["PUT"]),
+                Route("/routes/{app}/{service}/canary", self.set_canary, methods=["PUT"]),
+                Route("/routes/{app}/{service}/canary", self.end_canary, methods=["DELETE"]),
+                Route("/counters", self.get_counters, methods=["GET"]),
                 Route("/routes/{app}/{service}/{action}", self.change, methods=["POST"]),
             ],
             exception_handlers={
@@ -142,7 +164,11 @@ class Admin:
         return _JSON({**self.health, "workers": self.workers.pids})
 
     async def get_routes(self, request: Request) -> JSONResponse:
-        return _JSON({"routes": self.table.snapshot()})
+        return _JSON({"routes": self.table.snapshot(), "canaries": self.table.canaries()})
+
+    async def get_counters(self, request: Request) -> JSONResponse:
+        parts = [self.counters.as_json(), *await self.workers.counters()]
+        return _JSON({"counters": merge(parts), "bounds_ms": list(LATENCY_BOUNDS_MS)})
 
     async def drained(self, request: Request) -> JSONResponse:
         body = await _body(request)
@@ -166,7 +192,37 @@ class Admin:
         app, service = self._key(request)
         if not self.table.known(app, service):
             raise AdminError(404, f"no route for service {service} of app {app}")
-        return _JSON({"backends": self.table.backends(app, service)})
+        return _JSON(self._route(app, service))
+
+    def _route(self, app: str, service: str) -> dict[str, Any]:
+        canary = self.table.canary(app, service)
+        group = None if canary is None else {"backends": list(canary[0]), "percent": canary[1]}
+        return {"backends": self.table.backends(app, service), "canary": group}
+
+    async def set_canary(self, request: Request) -> JSONResponse:
+        app, service = self._key(request)
+        body = await _body(request)
+        backends = _field(body, "backends", list)
+        if not all(isinstance(b, str) for b in backends):
+            raise AdminError(400, "backends must be a list of HOST:PORT strings")
+        percent = _field(body, "percent", int)
+        if isinstance(percent, bool):
+            raise AdminError(400, "the body needs 'percent'")
+        return await self._apply(
+            app, service, lambda: self.table.set_canary(app, service, backends, percent)
+        )
+
+    async def end_canary(self, request: Request) -> JSONResponse:
+        app, service = self._key(request)
+        await _body(request)  # read, so the connection stays in step
+        keep = request.query_params.get("keep")
+        if keep not in ("true", "false"):
+            raise AdminError(400, "say keep=true or keep=false")
+        if not self.table.known(app, service):
+            raise AdminError(404, f"no route for service {service} of app {app}")
+        return await self._apply(
+            app, service, lambda: self.table.end_canary(app, service, keep == "true")
+        )
 
     async def set_route(self, request: Request) -> JSONResponse:
         app, service = self._key(request)
@@ -204,5 +260,7 @@ class Admin:
             apply()
         except ValueError as exc:
             raise AdminError(400, str(exc)) from None
+        except KeyError as exc:
+            raise AdminError(404, str(exc.args[0])) from None
         await self.changed()
-        return _JSON({"backends": self.table.backends(app, service)})
+        return _JSON(self._route(app, service))

@@ -129,7 +129,7 @@ async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
         return 1
     others = Workers(workers, join_host_port(router.host, router.port), router.domain)
     try:
-        await others.start(table.snapshot())
+        await others.start(table.snapshot(), table.canaries())
     except (OSError, TimeoutError, ConnectionError) as exc:
         # Serving from one process is slower, not wrong.
         log.error("router: cannot start the other router processes (%s); serving alone", exc)
@@ -145,7 +145,7 @@ async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
     }
     saved = SavedTable(table, paths.routes)
     saved.save()
-    admin = Admin(table, saved, health, others)
+    admin = Admin(table, saved, health, others, router.gateway.counters)
     try:
         sock = _admin_socket(paths.socket)
     except OSError as exc:

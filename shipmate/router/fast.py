@@ -290,6 +290,7 @@ class Exchange(asyncio.Protocol):
         "remaining",
         "req",
         "resp",
+        "sent",
         "tracked",
     )
 
@@ -304,6 +305,7 @@ class Exchange(asyncio.Protocol):
         self.deadline = 0.0
         self.keep = False
         self.tracked = True
+        self.sent = 0.0  # when the request started going out: the latency counted is from here
         # The upstream side: bytes of a response head not complete yet, the response once
         # its head is out to the client, what is left of its body, the process's FIN.
         self.buf = b""
@@ -317,6 +319,7 @@ class Exchange(asyncio.Protocol):
         transport = link.transport
         if self.client.write_paused:
             transport.pause_reading()
+        self.sent = time.monotonic()
         transport.write(self.payload)
 
     def _untrack(self) -> None:
@@ -367,6 +370,8 @@ class Exchange(asyncio.Protocol):
     def bad_gateway(self, reason: str, *, keep: bool = True) -> None:
         client = self.client
         log.warning("router: process %s failed: %s", self.backend, reason)
+        now = time.monotonic()
+        client.gateway.counters.record(self.backend, 502, self.sent or now, now)
         page, keep = client.gateway.page(
             502, f"process {self.backend} failed: {reason}", keep=keep and self.req.keep_alive
         )
@@ -445,6 +450,7 @@ class Exchange(asyncio.Protocol):
             if resp.status >= 200 or resp.status == 101:
                 break
         self.buf = b""
+        self.client.gateway.counters.record(self.backend, resp.status, self.sent, time.monotonic())
         kind = response_body(req.method, resp)
         if resp.status == 101 or (kind != BODY_NONE and kind != BODY_LENGTH):
             self.convert(resp, buf)

@@ -1,6 +1,7 @@
 """What the router's two paths share: where a request goes (route lookup), what it looks like
 on its way there and back (header rewriting), what the client gets when it cannot go anywhere
-(the router's own error pages), and the connections to app processes (one pool).
+(the router's own error pages), the connections to app processes (one pool) and the counts
+of their responses.
 
 The fast path (fast.py) and the stream path (stream.py) both hold the one `Gateway` of their
 router and use it through the public names below.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 
+from shipmate.router.counters import Counters
 from shipmate.router.http1 import (
     BODY_CHUNKED,
     BODY_EOF,
@@ -65,6 +67,8 @@ class Gateway:
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
         self.pool = Pool(connect_timeout=connect_timeout)
+        # Responses per backend (counters.py), counted by both paths on this router's loop.
+        self.counters = Counters()
         # Set when the router stops: no connection is kept alive past its current exchange.
         self.stopping = False
         # Host header -> parse_host result; hosts repeat, parsing them on every request is waste.

@@ -56,10 +56,8 @@ def load_table(path: Path) -> RouteTable:
     table = RouteTable()
     try:
         data = json.loads(path.read_text())
-        routes = data["routes"]
-        for app, services in routes.items():
-            for service, backends in services.items():
-                table.set_backends(app, service, backends)
+        # "canaries" came with issue 13; a file written before has none.
+        table.load(data["routes"], data.get("canaries"))
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -82,7 +80,10 @@ class SavedTable:
 
     def save(self) -> bool:
         """Write the table (fsync, rename); False when it had not changed."""
-        text = json.dumps({"version": 1, "routes": self.table.snapshot()}, indent=1)
+        # Still version 1: "canaries" is an addition an older router ignores.
+        table = self.table
+        state = {"version": 1, "routes": table.snapshot(), "canaries": table.canaries()}
+        text = json.dumps(state, indent=1)
         if text == self._saved:
             return False
         atomic_write(self.path, text + "\n")

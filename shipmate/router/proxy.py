@@ -111,4 +111,6 @@ class Router:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.gateway.pool.sweep()
-            self.fast.check(time.monotonic())
+            now = time.monotonic()
+            self.fast.check(now)
+            self.gateway.counters.prune(now, self.table.routed)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from shipmate.router.counters import BackendCounts
 from shipmate.router.errors import RouterError
 
-__all__ = ["RemoteRoutes", "RouterError"]
+__all__ = ["BackendCounts", "RemoteRoutes", "RouterError"]
 
 # How long a routing change is retried while the router cannot be reached (a router being
 # restarted answers again well within this).
@@ -81,6 +83,34 @@ class RemoteRoutes:
     async def snapshot(self) -> dict[str, dict[str, list[str]]]:
         """Every route: {app: {service: [backend, ...]}}."""
         return dict((await self._call("GET", "/routes"))["routes"])
+
+    async def set_canary(
+        self, app: str, service: str, backends: Sequence[str], percent: int
+    ) -> None:
+        body = {"backends": list(backends), "percent": percent}
+        await self._call("PUT", f"/routes/{app}/{service}/canary", body)
+
+    async def end_canary(self, app: str, service: str, keep: bool) -> None:
+        flag = "true" if keep else "false"
+        await self._call("DELETE", f"/routes/{app}/{service}/canary?keep={flag}")
+
+    async def canaries(self) -> dict[str, dict[str, tuple[list[str], int]]]:
+        """Every canary group: {app: {service: ([backend, ...], percent)}}."""
+        answer = (await self._call("GET", "/routes")).get("canaries") or {}
+        return {
+            app: {s: (list(g["backends"]), int(g["percent"])) for s, g in services.items()}
+            for app, services in answer.items()
+        }
+
+    async def backend_counts(self) -> dict[str, BackendCounts]:
+        """Every backend's response counts, added up over the router's processes, cumulative
+        since they started (take differences; a restarted router starts from zero)."""
+        answer = await self._call("GET", "/counters")
+        return {b: BackendCounts.from_json(c) for b, c in answer["counters"].items()}
+
+    async def counters(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """`backend_counts` as plain tuples (classes, latency buckets): the `Routes` form."""
+        return {b: c.as_tuples() for b, c in (await self.backend_counts()).items()}
 
     async def wait_drained(self, backend: str, timeout: float) -> bool:
         body = {"backend": backend, "timeout": timeout}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -20,3 +21,17 @@ class Routes(Protocol):
 
     async def wait_drained(self, backend: str, timeout: float) -> bool:
         """True once no request is in flight on `backend` (call after removing it)."""
+
+    async def set_canary(
+        self, app: str, service: str, backends: Sequence[str], percent: int
+    ) -> None:
+        """Send `percent`% (1..99) of the route's requests to `backends`, a group beside its
+        ordinary backends (none of which may be in it); the route must be declared."""
+
+    async def end_canary(self, app: str, service: str, keep: bool) -> None:
+        """Drop the canary group; `keep`: its backends join the ordinary ones first."""
+
+    async def counters(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """{backend: (responses per class 1xx..5xx, per latency bucket)}, cumulative since
+        the router started; the buckets' upper bounds are router.counters.LATENCY_BOUNDS_MS
+        (in ms), then one for anything slower."""

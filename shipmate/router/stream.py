@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -203,6 +204,7 @@ class StreamPath:
         replayable = body is not None and req.method in IDEMPOTENT
 
         failed, reason = candidates[0], "no process answered"
+        begun = 0.0  # when the first attempt started, for the count of a 502 after them all
         if not all(table.has_backend(app, service, b) for b in candidates):
             # The route changed while the body was being read: the runtime may already have
             # drained a process listed then, and be stopping it.
@@ -215,6 +217,7 @@ class StreamPath:
                 # start on it any more.
                 if not table.has_backend(app, service, backend):
                     break
+                begun = begun or time.monotonic()
                 try:
                     with table.track(backend):
                         return await self._attempt(
@@ -227,6 +230,8 @@ class StreamPath:
                         continue
                     break
         log.warning("router: %s.%s: process %s failed: %s", service, app, failed, reason)
+        if begun:
+            gateway.counters.record(failed, 502, begun, time.monotonic())
         message = f"process {failed} failed: {reason}"
         if body is None:
             return await self._refuse(req, creader, cwriter, 502, message, continued=continued)
@@ -252,6 +257,7 @@ class StreamPath:
         except ConnectError as exc:
             raise _Retry(exc.reason, stale=False) from None
         reusable = False
+        sent = time.monotonic()
         try:
             # 1. The request.
             upstream = conn.writer
@@ -269,7 +275,9 @@ class StreamPath:
                 except RelayError as exc:
                     if exc.side == "client":
                         return False
-                    return await self._bad_gateway(req, cwriter, backend, exc.reason, keep=False)
+                    return await self._bad_gateway(
+                        req, cwriter, backend, exc.reason, keep=False, sent=sent
+                    )
 
             # 2. The response head (interim 1xx responses are dropped: the router already
             # answered Expect itself, and 103 Early Hints are only an optimisation).
@@ -281,20 +289,23 @@ class StreamPath:
                             break
             except TimeoutError:
                 reason = f"no response within {timeout:g}s"
-                return await self._bad_gateway(req, cwriter, backend, reason, keep=False)
+                return await self._bad_gateway(req, cwriter, backend, reason, keep=False, sent=sent)
             except (asyncio.IncompleteReadError, OSError) as exc:
                 silent = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
                 if silent and replayable:
                     raise _Retry(describe(exc), stale=conn.reused) from None
                 reason = f"{describe(exc)} before a complete response"
-                return await self._bad_gateway(req, cwriter, backend, reason)
+                return await self._bad_gateway(req, cwriter, backend, reason, sent=sent)
             except asyncio.LimitOverrunError:
-                return await self._bad_gateway(req, cwriter, backend, "response head too large")
+                return await self._bad_gateway(
+                    req, cwriter, backend, "response head too large", sent=sent
+                )
             except ProtocolError as exc:
                 reason = f"invalid response: {exc.reason}"
-                return await self._bad_gateway(req, cwriter, backend, reason)
+                return await self._bad_gateway(req, cwriter, backend, reason, sent=sent)
 
-            # 3. The response.
+            # 3. The response (counted once its head is in).
+            gateway.counters.record(backend, resp.status, sent, time.monotonic())
             keep, reusable = await self._respond(req, resp, conn, creader, cwriter)
             return keep
         finally:
@@ -385,8 +396,13 @@ class StreamPath:
         reason: str,
         *,
         keep: bool = True,
+        sent: float = 0.0,
     ) -> bool:
+        """A 502 for a process that failed; counted on it when `sent` says when the request
+        went out (not after a response whose head was counted already)."""
         log.warning("router: process %s failed: %s", backend, reason)
+        if sent:
+            self.gateway.counters.record(backend, 502, sent, time.monotonic())
         message = f"process {backend} failed: {reason}"
         return await self._reply(cwriter, 502, message, keep=keep and req.keep_alive, request=req)
 

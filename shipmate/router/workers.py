@@ -29,7 +29,7 @@ from typing import Any
 
 from shipmate.common.addresses import split_host_port
 from shipmate.router.proxy import Router
-from shipmate.router.table import RouteTable
+from shipmate.router.table import Canaries, Routes, RouteTable
 
 log = logging.getLogger("shipmate.router")
 
@@ -62,7 +62,7 @@ class Worker:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    async def start(self, routes: dict[str, dict[str, list[str]]]) -> None:
+    async def start(self, routes: Routes, canaries: Canaries) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -84,7 +84,8 @@ class Worker:
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         self._listener = asyncio.create_task(self._listen())
         # The worker listens only once it has the table, and answers this once it listens.
-        await self.call({"op": "routes", "routes": routes}, START_TIMEOUT)
+        message = {"op": "routes", "routes": routes, "canaries": canaries}
+        await self.call(message, START_TIMEOUT)
 
     async def _listen(self) -> None:
         assert self._reader is not None
@@ -135,7 +136,8 @@ class Workers:
         self.listen = listen
         self.domain = domain
         self.workers: list[Worker] = []
-        self._routes: dict[str, dict[str, list[str]]] = {}
+        self._routes: Routes = {}
+        self._canaries: Canaries = {}
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -143,11 +145,11 @@ class Workers:
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
 
-    async def start(self, routes: dict[str, dict[str, list[str]]]) -> None:
-        self._routes = routes
+    async def start(self, routes: Routes, canaries: Canaries) -> None:
+        self._routes, self._canaries = routes, canaries
         for index in range(1, self.count):
             worker = Worker(index, self.listen, self.domain)
-            await worker.start(routes)
+            await worker.start(routes, canaries)
             self.workers.append(worker)
             self._watch(worker)
 
@@ -169,7 +171,7 @@ class Workers:
                 return
             fresh = Worker(worker.index, self.listen, self.domain)
             try:
-                await fresh.start(self._routes)
+                await fresh.start(self._routes, self._canaries)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 log.error("router: cannot start a worker: %s", exc)
                 fresh.signal(signal.SIGKILL)
@@ -179,14 +181,15 @@ class Workers:
             self._watch(fresh)
             return
 
-    async def sync(self, routes: dict[str, dict[str, list[str]]]) -> None:
-        """Every worker routes by `routes` once this returns."""
-        self._routes = routes
-        await asyncio.gather(*(self._sync_one(w, routes) for w in list(self.workers)))
+    async def sync(self, routes: Routes, canaries: Canaries) -> None:
+        """Every worker routes by `routes` and `canaries` once this returns."""
+        self._routes, self._canaries = routes, canaries
+        message = {"op": "routes", "routes": routes, "canaries": canaries}
+        await asyncio.gather(*(self._sync_one(w, message) for w in list(self.workers)))
 
-    async def _sync_one(self, worker: Worker, routes: dict[str, dict[str, list[str]]]) -> None:
+    async def _sync_one(self, worker: Worker, message: dict[str, Any]) -> None:
         try:
-            await worker.call({"op": "routes", "routes": routes}, SYNC_TIMEOUT)
+            await worker.call(message, SYNC_TIMEOUT)
         except (TimeoutError, ConnectionError) as exc:
             # A worker that cannot take the change must not keep routing by the old table.
             log.error("router: worker %s did not apply a change (%s); killing it", worker.pid, exc)
@@ -202,6 +205,19 @@ class Workers:
             return bool(answer.get("drained"))
 
         return all(await asyncio.gather(*(one(w) for w in list(self.workers))))
+
+    async def counters(self) -> list[dict[str, Any]]:
+        """Each worker's response counts (`Counters.as_json`); none from a worker that does
+        not answer (a restarted worker starts again from zero)."""
+
+        async def one(worker: Worker) -> dict[str, Any]:
+            try:
+                answer = await worker.call({"op": "counters"}, SYNC_TIMEOUT)
+            except (TimeoutError, ConnectionError):
+                return {}
+            return dict(answer.get("counters") or {})
+
+        return list(await asyncio.gather(*(one(w) for w in list(self.workers))))
 
     async def stop(self, grace: float) -> None:
         self._stopping = True
@@ -250,7 +266,7 @@ async def _work(fd: int, listen: str, domain: str) -> None:
             message = json.loads(line)
             op, ident = message.get("op"), message.get("id")
             if op == "routes":
-                table.load(message["routes"])
+                table.load(message["routes"], message.get("canaries"))
                 if not router.listening:
                     await router.start()
                 answer({"id": ident})
@@ -260,6 +276,8 @@ async def _work(fd: int, listen: str, domain: str) -> None:
                 )
                 pending.add(task)
                 task.add_done_callback(pending.discard)
+            elif op == "counters":
+                answer({"id": ident, "counters": router.gateway.counters.as_json()})
 
     controlling = asyncio.create_task(control())
     stopping = asyncio.create_task(done.wait())
