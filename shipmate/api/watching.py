@@ -68,9 +68,7 @@ async def current_watch(app: AppDep, ctx: Ctx) -> WatchOut:
         promotion=found.promotion_id,
         canary=found.canary,
         duration=found.rule.duration,
-        elapsed=round(min(found.elapsed, float(found.rule.duration)), 1)
-        if not found.verdict.over
-        else round(found.elapsed, 1),
+        elapsed=round(min(found.elapsed, float(found.rule.duration)), 1),
         requests=counts.requests,
         errors_percent=round(counts.error_percent(), 2),
         p95_ms=counts.p95_ms(),

@@ -81,6 +81,12 @@ def test_a_release_answering_500s_is_rolled_back_by_itself(rack: Rack, tmp_path:
     finally:
         outcomes = load.stop()
 
+    by = Counter(o.release for o in outcomes)
+    print(
+        f"\n{len(outcomes)} requests: {dict(by)}; {sum(o.status == 500 for o in outcomes)} "
+        f"500s from {r2}; rolled back {rolled - promoted:.1f} s after the promotion returned; "
+        f"{copy['description']}"
+    )
     assert rolled - promoted < watch["duration"]
     assert re.fullmatch(
         rf"auto-rollback: 5xx \d+% > 5% in \d+ s \({r2}\)", str(copy["description"])
@@ -97,7 +103,6 @@ def test_a_release_answering_500s_is_rolled_back_by_itself(rack: Rack, tmp_path:
     # Every request accounted for: answered by r1, r2 or the copy; the only failures are the
     # 500s r2 answers on purpose, and none once the copy serves.
     assert not unexpected(outcomes, bad=r2), unexpected(outcomes, bad=r2)[:3]
-    by = Counter(o.release for o in outcomes)
     assert set(by) == {r1, r2, copy["id"]} and by[copy["id"]] > 20, by
     assert any(o.status == 500 for o in outcomes)
     late = [o for o in outcomes if o.started > rolled + 1]
@@ -118,6 +123,7 @@ def test_a_good_release_under_the_same_watch_is_left_alone(rack: Rack, tmp_path:
         outcomes = load.stop()
     assert re.search(rf"^{r2}: \d+ s of 6 s, \d+ requests, 5xx 0%.*: passed$", watching, re.M)
     assert rack.releases(app)[0]["id"] == r2 and rack.releases(app)[0]["active"]
+    print(f"\n{len(outcomes)} requests, {len(unexpected(outcomes))} failed; {watching.strip()}")
     assert not unexpected(outcomes), unexpected(outcomes)[:3]
     assert len(outcomes) > 100
 
@@ -154,6 +160,10 @@ def test_a_canary_takes_its_share_then_completes_or_aborts(rack: Rack, tmp_path:
     share = [o for o in outcomes if began + 0.5 < o.started < measured]
     new = sum(o.release == r2 for o in share)
     assert all(o.release in (r1, r2) for o in share)
+    print(
+        f"\n{len(outcomes)} requests, {len(unexpected(outcomes))} failed; canary share "
+        f"{new}/{len(share)} = {100 * new / len(share):.1f}%"
+    )
     assert 0.07 <= new / len(share) <= 0.13, (new, len(share))
     after = [o for o in outcomes if continued < o.started < continued + 1]
     assert after and all(o.release == r2 for o in after)
