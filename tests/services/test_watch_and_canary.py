@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -125,7 +126,7 @@ async def test_a_canary_continued_completes_the_promotion(rack: Rack) -> None:
     started = releases.promote(rack.ctx, "shop", r2.id, None, canary=25)
     assert (await in_canary(rack, started.promotion.id)).state is State.CANARY
     assert rack.fake.canaries["shop"] == (r2.id, 25)
-    assert sorted(p.release_id for p in rack.fake.live("shop")) == [r1.id] * 4 + [r2.id]
+    assert Counter(p.release_id for p in rack.fake.live("shop")) == {r1.id: 4, r2.id: 1}
     assert rack.app("shop").release_id == r1.id
 
     canary.decide(rack.ctx, "shop", "continue")
