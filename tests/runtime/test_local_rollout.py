@@ -155,7 +155,7 @@ def test_a_new_process_that_exits_fails_the_rollout(tmp_path: Path) -> None:
     failure = asyncio.run(failing(tmp_path, "exit 3", 60))
     assert failure.kind == "error"
     assert re.fullmatch(r"process web-r\w+-\w+ exited with code 3 before it became healthy: "
-                        r"no output \(see shipmate logs -a app\)", failure.reason)  # fmt: skip
+                        r"no output", failure.reason)  # fmt: skip
 
 
 def test_a_crash_at_boot_quotes_the_last_lines_of_its_output(tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_a_crash_at_boot_quotes_the_last_lines_of_its_output(tmp_path: Path) -> 
     failure = asyncio.run(failing(tmp_path, command, 60))
     assert re.fullmatch(
         r"process web-r\w+-\w+ exited with code 1 before it became healthy: "
-        rf'last output: "two / three / {"x" * 197}\.\.\." \(see shipmate logs -a app\)',
+        rf'last output: "two / three / {"x" * 197}\.\.\."',
         failure.reason,
     )
 

@@ -204,7 +204,7 @@ class ServiceRollout:
         return RolloutFailed(
             "error",
             f"process {process.id} exited with code {process.exit_code} before it became "
-            f"healthy: {output} (see shipmate logs -a {self.desired.app})",
+            f"healthy: {output}",
         )
 
 
