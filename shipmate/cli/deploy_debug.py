@@ -118,7 +118,7 @@ def _process(p: dict[str, Any]) -> None:
         how = "stopped by the platform" if p["stopped"] else "on its own"
         pairs.append(("Exited", f"{relative(p['exited'])}, code {p['exit_code']} ({how})"))
     keyvalues([(f"  {k}", v) for k, v in pairs])
-    what = "Output" if p["healthy_at"] is None else "Output before it was healthy"
+    what = "Output before it was ever healthy"
     if p["output"]:
         click.echo(f"  {what}:")
         for line in p["output"]:

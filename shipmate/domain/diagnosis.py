@@ -63,6 +63,7 @@ def classify(
 _KEY_ERROR = re.compile(r"""KeyError: ['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 _UNSET = re.compile(r"\b([A-Z][A-Z0-9_]*)(?: is not set| must be set|: parameter not set)")
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found$")
+_DENIED = re.compile(r"(?:^|: )([^\s:]+): Permission denied$")
 _CHECK = re.compile(r"^GET (\S+): (.+)$")
 # What httpx names a refused connection (and the local runtime a port nobody listens on).
 _REFUSED = frozenset({"ConnectError"})
@@ -87,6 +88,17 @@ def missing_command(output: Sequence[str], exit_code: int | None, command: str) 
     if exit_code == 127:
         words = command.split()
         return words[0] if words else command
+    return None
+
+
+def unrunnable_command(output: Sequence[str], exit_code: int | None) -> str | None:
+    """The command the shell found but could not run (`exec: x: Permission denied`, 126)."""
+    if exit_code != 126:
+        return None
+    for line in reversed(output):
+        found = _DENIED.search(line.strip())
+        if found:
+            return found.group(1)
     return None
 
 
@@ -125,6 +137,12 @@ def hint(
             "it is refused)"
         )
     if state in (ProcessState.EXITED, ProcessState.CRASH_LOOPING):
+        denied = unrunnable_command(output, exit_code)
+        if denied is not None:
+            return (
+                f"its command could not be run: {denied} (permission denied, exit code 126); "
+                "check command: in shipmate.yml, and that the app's user may run it"
+            )
         name = missing_command(output, exit_code, command)
         if name is not None:
             return (
