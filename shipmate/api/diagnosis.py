@@ -71,7 +71,10 @@ class DiagnosisOut(BaseModel):
     promotion: PromotionOut | None
     processes: list[ProcessReportOut]
     hidden: int = Field(description="processes in a fine state left out (without `all`)")
-    missing_env: list[str] = Field(description="required keys the release's environment lacks")
+    latest_release: str | None = Field(description="the app's latest release")
+    missing_env: list[str] = Field(
+        description="required keys (of its manifest) the latest release's environment lacks"
+    )
     events: list[EventOut]
 
 
@@ -139,6 +142,7 @@ async def deploy_debug(
         promotion=PromotionOut.of(found.promotion) if found.promotion else None,
         processes=[_report(r) for r in found.processes],
         hidden=found.hidden,
+        latest_release=found.latest_release_id,
         missing_env=list(found.missing_env),
         events=[_event(e) for e in found.events],
     )

@@ -42,6 +42,7 @@ def detail(process: dict[str, Any]) -> str:
 
 
 def _summary(found: dict[str, Any]) -> None:
+    _missing(found)
     if not found["processes"]:
         _nothing(found)
         return
@@ -52,6 +53,17 @@ def _summary(found: dict[str, Any]) -> None:
             for p in found["processes"]
         ],
     )
+
+
+def _missing(found: dict[str, Any]) -> None:
+    if found["missing_env"]:
+        keys = ", ".join(found["missing_env"])
+        first = found["missing_env"][0]
+        click.echo(
+            f"The latest release {found['latest_release']} lacks required env: {keys} "
+            f"(a promotion of it is refused): `shipmate env set {first}=... --promote "
+            f"-a {found['app']}`"
+        )
 
 
 def _nothing(found: dict[str, Any]) -> None:
@@ -71,6 +83,7 @@ def _nothing(found: dict[str, Any]) -> None:
 def _terminal(found: dict[str, Any]) -> None:
     promotion = found["promotion"]
     if promotion is None:
+        _missing(found)
         _nothing(found)
         return
     pairs = [
@@ -85,11 +98,11 @@ def _terminal(found: dict[str, Any]) -> None:
     ]
     if promotion["reason"]:
         pairs.append(("Reason", promotion["reason"]))
-    if found["missing_env"]:
-        keys = ", ".join(found["missing_env"])
-        pairs.append(("Missing env", f"{keys} (required by the manifest): shipmate env set"))
     keyvalues(pairs)
     click.echo("")
+    if found["missing_env"]:
+        _missing(found)
+        click.echo("")
     if not found["processes"]:
         _nothing(found)
     for process in found["processes"]:

@@ -63,7 +63,10 @@ class Diagnosis:
     processes: tuple[ProcessReport, ...]
     hidden: int  # processes in a fine state, not shown without `everything`
     events: tuple[Event, ...]
-    missing_env: tuple[str, ...]  # required keys (manifest) the release's environment lacks
+    # Required keys (of its manifest) the app's latest release lacks: a promotion of it is
+    # refused before anything starts, so no process of it tells.
+    missing_env: tuple[str, ...] = ()
+    latest_release_id: str | None = None
 
 
 async def diagnose(
@@ -78,13 +81,16 @@ async def diagnose(
     """The processes of the release the app's latest promotion promoted, judged."""
     with ctx.store.unit_of_work() as uow:
         uow.apps.get(app)
+        newest = uow.releases.latest(app)
+        missing = tuple(_missing_env(newest)) if newest is not None else ()
+        latest_id = newest.id if newest is not None else None
         latest = uow.promotions.of_app(app, 1)
         promotion = latest[0] if latest else None
         if promotion is None:
-            return Diagnosis(app, None, None, (), 0, (), ())
+            return Diagnosis(app, None, None, (), 0, (), missing, latest_id)
         release = uow.releases.get(app, promotion.release_id)
         found = uow.events.list(app, since=promotion.created_at, limit=EVENTS_READ)
-    graces, missing = _manifest_facts(release)
+    graces = _graces(release)
     observed = [p for p in await ctx.runtime.diagnose(app) if p.release_id == release.id]
     now = utcnow()
     reports = []
@@ -107,18 +113,25 @@ async def diagnose(
         processes=shown,
         hidden=len(reports) - len(shown),
         events=tuple(kept[-MAX_EVENTS:]) if events else (),
-        missing_env=tuple(missing),
+        missing_env=missing,
+        latest_release_id=latest_id,
     )
 
 
-def _manifest_facts(release: Release) -> tuple[dict[str, float], list[str]]:
-    """Each service's health grace, and the required keys the release's environment lacks."""
+def _graces(release: Release) -> dict[str, float]:
+    """Each service's health grace: a check failing within it is no failure yet."""
     try:
         manifest = manifest_of(release)
     except ShipmateError:
-        return {}, []
-    graces = {s.name: float(s.health.grace) for s in manifest.services}
-    return graces, manifest.missing_env(release.env)
+        return {}
+    return {s.name: float(s.health.grace) for s in manifest.services}
+
+
+def _missing_env(release: Release) -> list[str]:
+    try:
+        return manifest_of(release).missing_env(release.env)
+    except ShipmateError:
+        return []
 
 
 def _report(app: str, chain: Chain[ProcessDiagnosis], count: int, in_grace: bool) -> ProcessReport:

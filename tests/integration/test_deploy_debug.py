@@ -71,18 +71,22 @@ def failed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
     """A rack on which each app of APPS has had its first deploy fail."""
     with own_rack(tmp_path_factory, "debug") as rack:
         sources = tmp_path_factory.mktemp("sources")
+        deploys = {}
         for app, files in APPS.items():
             source = sources / app
             for name, text in files.items():
                 (source / name).parent.mkdir(parents=True, exist_ok=True)
                 (source / name).write_text(text)
             rack.ok("apps", "create", app)
-            result = rack.run("deploy", str(source), "-a", app)
-            assert result.code == 1, (app, result)
-            assert result.err.startswith("ERROR: rollback: "), (app, result.err)
-            assert result.err.endswith(" (run shipmate deploy-debug)\n"), (app, result.err)
-            assert result.err.count("(run shipmate deploy-debug)") == 1
-            assert "see shipmate logs" not in result.err
+            deploys[app] = rack.popen("deploy", str(source), "-a", app)  # all at once
+        for app, deploy in deploys.items():
+            _, err = deploy.communicate(timeout=120)
+            assert deploy.returncode == 1, (app, err)
+            assert err.startswith("ERROR: rollback: "), (app, err)
+            # One hint, the last words of the line: not `see shipmate logs` as well.
+            assert err.endswith(" (run shipmate deploy-debug)\n"), (app, err)
+            assert err.count("(run shipmate deploy-debug)") == 1
+            assert "see shipmate logs" not in err
         yield rack
 
 
@@ -216,12 +220,29 @@ def test_service_filter_all_and_a_healthy_release(failed: Rack, tmp_path: Path) 
     assert _texts(process) == ["using postgres://db", f"listening on {process['port']}"]
 
 
-def test_an_app_without_promotions(failed: Rack) -> None:
+def test_an_app_without_promotions(failed: Rack, tmp_path: Path) -> None:
     failed.ok("apps", "create", "fresh")
     out = failed.ok("deploy-debug", "-a", "fresh")
     assert out == (
         "App fresh has no promotion yet: nothing to diagnose "
         "(deploy it with `shipmate deploy -a fresh`)\n"
+    )
+    # A release whose manifest requires a key its environment lacks is refused before any
+    # process starts: deploy-debug says so of the latest release.
+    source = tmp_path / "required"
+    source.mkdir()
+    (source / "shipmate.yml").write_text(
+        "environment:\n  - DATABASE_URL\n" + MANIFEST.format(command="python3 app.py")
+    )
+    (source / "app.py").write_text("print('never runs')\n")
+    refused = failed.run("deploy", str(source), "-a", "fresh")
+    assert refused.code == 1 and refused.err == "ERROR: required env: DATABASE_URL\n"
+    [release] = failed.releases("fresh")
+    found = json.loads(failed.ok("deploy-debug", "-a", "fresh", "--output", "json"))
+    assert found["missing_env"] == ["DATABASE_URL"] and found["latest_release"] == release["id"]
+    assert failed.ok("deploy-debug", "-a", "fresh").splitlines()[0] == (
+        f"The latest release {release['id']} lacks required env: DATABASE_URL (a promotion "
+        "of it is refused): `shipmate env set DATABASE_URL=... --promote -a fresh`"
     )
     result = failed.run("deploy-debug", "-a", "ghost")
     assert result.code == 1 and result.err.startswith("ERROR: ") and "ghost" in result.err
