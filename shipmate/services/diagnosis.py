@@ -156,10 +156,10 @@ def _report(app: str, chain: Chain[ProcessDiagnosis], count: int, in_grace: bool
             previous.oom_killed,
             tuple(OutputLine(t, x) for t, x in _output(previous, count, last=True)),
         )
-    # The hint reads the output of the crash it explains: its own, else the one before.
-    texts = [line.text for line in output]
-    if not texts and crash is not None:
-        texts = [line.text for line in crash.output]
+    # The hint reads its own output, and that of the crash before it (a replacement that is
+    # crash-looping may not have printed why yet).
+    texts = [line.text for line in (crash.output if crash is not None else ())]
+    texts += [line.text for line in output]
     hint = diagnosis.hint(
         state,
         app=app,
