@@ -87,6 +87,8 @@ def test_unit_buckets_and_classes() -> None:
     assert merge([counters.as_json(), counters.as_json(), {}]) == {
         "b:1": {"classes": [2, 4, 2, 2, 2], "latency": [2 * n for n in expected]}
     }
+    counters.record("b:3", 600, 0.0, 0.0)  # llhttp lets 600-999 through: the process's error
+    assert counters.get("b:3") == BackendCounts((0, 0, 0, 0, 1), (1,) + (0,) * (BUCKETS - 1))
 
 
 def test_unit_forgets_only_old_unrouted_backends() -> None:
