@@ -19,25 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Upper bounds (inclusive) of the latency buckets, in milliseconds; one more bucket counts
-# everything slower than the last bound.
-LATENCY_BOUNDS_MS: tuple[int, ...] = (
-    5,
-    10,
-    25,
-    50,
-    100,
-    200,
-    300,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    10000,
-)
+from shipmate.common.latency import LATENCY_BOUNDS_MS
+
+# The bucket bounds are shared with the rack, which reads a p95 from the buckets.
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 CLASSES = 5  # 1xx .. 5xx
 # The same bounds in seconds: the paths measure with time.monotonic().
