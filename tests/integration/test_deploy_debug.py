@@ -13,9 +13,6 @@ import pytest
 
 from tests.integration.conftest import Rack, own_rack
 
-# One worker, one rack: the module's rack deploys its apps once for all its tests.
-pytestmark = pytest.mark.xdist_group("deploy-debug")
-
 # Short checks and deadlines: each failure takes a second or two, not the default 120 s.
 MANIFEST = """services:
   web:

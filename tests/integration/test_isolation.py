@@ -22,11 +22,7 @@ from shipmate.common.waiting import poll_until
 from shipmate.runtimes.local.isolation import find_user
 from tests.integration.conftest import EXAMPLE, Rack, start_rack, stop_rack
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="apps get users of their own as root"),
-    # One worker: the tests read what the ones before them deployed on the module's rack.
-    pytest.mark.xdist_group("isolation"),
-]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="apps get users of their own as root")
 
 HOG = textwrap.dedent(
     """\

@@ -23,9 +23,6 @@ from shipmate.common.waiting import poll_until
 from tests.integration.conftest import EXAMPLE, Rack, own_rack
 from tests.integration.load import Load, Outcome
 
-# One worker, one rack: the module's rack deploys its apps once for all its tests.
-pytestmark = pytest.mark.xdist_group("watch-canary")
-
 CONCURRENCY = 8
 RELEASE_RE = re.compile(r"^Release: (R[A-Z]{9})$", re.M)
 
