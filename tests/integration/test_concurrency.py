@@ -160,7 +160,8 @@ def test_five_concurrent_rollbacks_with_wait_for_lock_all_proceed_in_turn(rack: 
 
 
 def test_wait_for_lock_on_env_promote_and_deploy_and_other_apps_go_on(rack: Rack) -> None:
-    target = _slow_target(rack, "locky", boot_ms=6000)
+    # 15 s: the commands below must start while it runs, even on a loaded machine.
+    target = _slow_target(rack, "locky", boot_ms=15000)
     rack.deploy("bystander")
     rollback = rack.popen("releases", "rollback", target, "-a", "locky")
     _eventually(lambda: _status(rack, "locky") == "updating")
