@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -97,9 +97,10 @@ def _tail(text: str) -> int | None:
     return int(text)
 
 
-async def _lines(request: Request, app: str, follow: bool) -> AsyncIterator[app_logs.LogLine]:
+async def _lines(
+    request: Request, app: str, start: datetime, follow: bool
+) -> AsyncIterator[app_logs.LogLine]:
     f = _filters(request)
-    start = utcnow() - timedelta(seconds=_since(f["since"]))
     async for line in app_logs.stream(
         context_of(request),
         app,
@@ -118,24 +119,38 @@ async def logs_page(request: Request, app: str) -> HTMLResponse:
     found = apps.get_app(context_of(request), validate_app_name(app))
     f = _filters(request)
     shown: deque[str] = deque(maxlen=_tail(f["tail"]) or PAGE_LINES)
+    start = utcnow() - timedelta(seconds=_since(f["since"]))
     total = 0
-    async for line in _lines(request, found.name, False):
+    async for line in _lines(request, found.name, start, False):
         shown.append(line.line)
         total += 1
-    return page(request, "logs.html", user, app=found, lines=list(shown), total=total, filters=f)
+    return page(
+        request,
+        "logs.html",
+        user,
+        app=found,
+        lines=list(shown),
+        total=total,
+        start=start.timestamp(),
+        filters=f,
+    )
 
 
 @router.get("/apps/{app}/logs/stream")
 async def logs_stream(request: Request, app: str) -> EventStream:
-    """The lines after those the page showed: the page passes how many it had (`after`)."""
+    """The lines after those the page showed: the page passes the start of its window
+    (`start`, so the window does not move on) and how many lines it had (`after`)."""
     need(request, "GET", "/apps/{app}/logs")
     found = apps.get_app(context_of(request), validate_app_name(app))
-    _since(_filters(request)["since"])
+    try:
+        start = datetime.fromtimestamp(float(request.query_params.get("start", "")), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ConsoleError(400, "start: a time in seconds since 1970 is needed") from None
     skip = _count(request.query_params.get("after"))
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         seen = 0
-        async for line in _lines(request, found.name, True):
+        async for line in _lines(request, found.name, start, True):
             seen += 1
             if seen > skip:
                 yield ServerSentEvent(data={"line": line.line}, event="line")
