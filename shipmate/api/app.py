@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import shipmate
-from shipmate.api import attach, errors, history, retention, security, transfer, watching
+from shipmate.api import (
+    attach,
+    diagnosis,
+    errors,
+    history,
+    retention,
+    security,
+    transfer,
+    watching,
+)
 from shipmate.api.routes import router
 from shipmate.services import tokens
 from shipmate.services.context import Context
@@ -31,6 +40,7 @@ def create_api(ctx: Context, token: str) -> FastAPI:
     api.include_router(retention.router)
     api.include_router(transfer.router)
     api.include_router(watching.router)
+    api.include_router(diagnosis.router)
 
     @api.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -37,7 +37,9 @@ class WatchOut(BaseModel):
     requests: int
     errors_percent: float
     p95_ms: int | None
-    outcome: str = Field(description="watching, passed, failed, excused, too little traffic")
+    outcome: str = Field(
+        description="watching, passed, failed, excused, too little traffic, stopped"
+    )
     reason: str
 
 

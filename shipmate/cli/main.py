@@ -27,6 +27,7 @@ MODULES = (
     "restart",
     "run",
     "security",
+    "deploy_debug",
 )
 COMMANDS = {
     "rack": ("rack", "security"),  # security adds `rack tokens` and `rack rotate-key`
@@ -34,6 +35,7 @@ COMMANDS = {
     "apps": ("apps",),
     "build": ("builds",),
     "deploy": ("builds",),
+    "deploy-debug": ("deploy_debug",),
     "builds": ("builds",),
     "env": ("env",),
     "releases": ("releases",),

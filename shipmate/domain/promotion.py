@@ -181,14 +181,19 @@ def revert_failed(reason: str, error: str) -> str:
     return f"{reason}; the revert failed too: {error}"
 
 
+# Where a failed promotion's one line sends the user: the command that says why.
+DEBUG_HINT = "(run shipmate deploy-debug)"
+
+
 def failure_message(promotion: Promotion) -> str:
-    """The CLI's last line for a failed promotion (printed after `ERROR: `)."""
+    """The CLI's last line for a failed promotion (printed after `ERROR: `), ending with the
+    one hint of where to look: `deploy-debug`."""
     if promotion.succeeded:
         raise ValueError(f"promotion {promotion.id} succeeded; it has no failure message")
     prefix = "rollback failed" if promotion.state is State.FAILURE else "rollback"
     if promotion.reason:
-        return f"{prefix}: {promotion.reason}"
-    return prefix
+        return f"{prefix}: {promotion.reason} {DEBUG_HINT}"
+    return f"{prefix} {DEBUG_HINT}"
 
 
 def release_status(active: bool, promotions: Sequence[Promotion]) -> str:

@@ -97,6 +97,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     EXCUSED = "excused"  # bad, but the previous release was as bad: rolling back would not help
     TOO_LITTLE = "too little traffic"
+    STOPPED = "stopped"  # a new promotion began, or the canary was decided, before its end
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,28 @@ class Traffic:
     counts: Counts
 
 
+@dataclass(frozen=True)
+class ProcessDiagnosis:
+    """What a runtime knows of one of an app's processes, running or recently exited, for
+    `deploy-debug`: enough to tell after a revert why a promotion's processes failed."""
+
+    id: str
+    service: str
+    release_id: str
+    status: str  # starting, running, stopping, exited
+    started_at: datetime
+    command: str
+    port: int | None = None  # the port it was given ($PORT); None: not routed
+    healthy_at: datetime | None = None  # when it first passed its health check; None: never
+    health_problem: str | None = None  # the last failed check (`GET /health: HTTP 404`)
+    exit_code: int | None = None  # once exited
+    exited_at: datetime | None = None
+    stopped: bool = False  # the platform stopped it (a stop, a revert): it did not just exit
+    oom_killed: bool = False
+    memory_limit: int | None = None  # MB
+    logs: tuple[Path, ...] = ()  # its output files, oldest first: "<RFC 3339> <text>" lines
+
+
 class EventSink(Protocol):
     def __call__(self, obj: str, message: str) -> None: ...
 
@@ -202,6 +224,10 @@ class Runtime(Protocol):
 
     def log_sources(self, app: str) -> list[LogSource]:
         """Output files of the app's processes, running or recently exited."""
+
+    async def diagnose(self, app: str) -> list[ProcessDiagnosis]:
+        """The app's processes (one-offs left out), running or recently exited (those a
+        failed promotion's revert stopped among them), with what each went through."""
 
     async def shutdown(self) -> None:
         """Stop everything this runtime started."""

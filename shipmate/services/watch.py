@@ -116,7 +116,9 @@ async def run_watch(
                 next_progress += PROGRESS_EVERY
             await asyncio.sleep(TICK)
     except asyncio.CancelledError:
-        watch.verdict = Verdict(Outcome.EXCUSED, "the watch was stopped")
+        why = "the canary was decided" if watch.canary else "a new promotion began"
+        watch.verdict = Verdict(Outcome.STOPPED, f"{why} after {watch.elapsed:.0f} s")
+        emit(f"Watch stopped: {watch.verdict.reason}")
         raise
     finally:
         if ctx.watches.get(watch.app) is watch and not watch.verdict.over:

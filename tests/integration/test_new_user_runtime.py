@@ -189,7 +189,7 @@ def test_a_crash_at_boot_shows_its_last_output(rack: Rack, tmp_path: Path) -> No
     assert re.fullmatch(
         r"ERROR: rollback: process web-\S+ exited with code 1 before it became healthy: "
         r'last output: "\S.* / import flaskx / ModuleNotFoundError: No module named \'flaskx\'" '
-        r"\(see shipmate logs -a flaskless\)\n",
+        r"\(run shipmate deploy-debug\)\n",
         result.err,
     )
 

@@ -194,7 +194,8 @@ def test_release_phase_runs_once_and_failure_replaces_nothing(rack: Rack, tmp_pa
     result = rack.run("deploy", str(bad), "-a", "phased")
     assert result.code == 1
     assert result.err == (
-        "ERROR: rollback: release command failed with exit code 4: nothing was replaced\n"
+        "ERROR: rollback: release command failed with exit code 4: nothing was replaced "
+        "(run shipmate deploy-debug)\n"
     )
     statuses = re.findall(r"Status: (\S+ => \S+)$", result.out, re.M)
     assert statuses == [
@@ -332,7 +333,7 @@ def test_services_without_a_port(rack: Rack, tmp_path: Path) -> None:
     assert result.code == 1
     assert re.fullmatch(
         r"ERROR: rollback: process worker-\S+ exited with code 5 before it became healthy: "
-        r"no output \(see shipmate logs -a workers\)\n",
+        r"no output \(run shipmate deploy-debug\)\n",
         result.err,
     )
     assert sum(p["service"] == "worker" for p in running(rack, "workers")) == 2

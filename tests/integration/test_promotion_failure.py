@@ -67,7 +67,7 @@ def test_unhealthy_release_reverts_on_deadline(rack: Rack) -> None:
     ]
     assert re.fullmatch(
         r"ERROR: rollback: deadline exceeded: web-\S+ \(last check: GET /health: HTTP 503\) "
-        r"not healthy within 3s\n",
+        r"not healthy within 3s \(run shipmate deploy-debug\)\n",
         result.err,
     )
 
@@ -101,7 +101,7 @@ def test_process_that_exits_reverts_with_error(rack: Rack) -> None:
     assert re.fullmatch(
         r"ERROR: rollback: process web-\S+ exited with code 3 before it became healthy: "
         r'last output: "BOOT_FAIL is set: exiting with code 3 on purpose" '
-        r"\(see shipmate logs -a crashing\)\n",
+        r"\(run shipmate deploy-debug\)\n",
         result.err,
     )
     statuses = [line.split(" ", 2)[2] for line in _events(result.out) if "Status: " in line]

@@ -25,6 +25,7 @@ from shipmate.runtimes.base import (
     DesiredState,
     EventSink,
     LogSource,
+    ProcessDiagnosis,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
@@ -115,6 +116,8 @@ class FakeRuntime:
         self.applied: list[DesiredState] = []  # every apply asked for, failed ones too
         self.runs: list[tuple[str, str, str]] = []  # one-offs: (release, service, command)
         self.on_apply: Callable[[DesiredState], None] | None = None
+        # What `diagnose` reports of an app, when a test scripts it.
+        self.diagnosed: dict[str, list[ProcessDiagnosis]] = {}
         self.shut_down = False
         self._survivors = list(survivors or [])
         self._failures: list[_Failure] = []
@@ -307,6 +310,30 @@ class FakeRuntime:
 
     def log_sources(self, app: str) -> list[LogSource]:
         return []
+
+    async def diagnose(self, app: str) -> list[ProcessDiagnosis]:
+        """What `diagnosed` scripts for the app (a test writes its records and output files),
+        else its processes as the table has them: running ones healthy, stopped ones
+        stopped."""
+        if app in self.diagnosed:
+            return list(self.diagnosed[app])
+        found = [p for p in [*self.stopped, *self.table.values()] if p.app == app and not p.oneoff]
+        return [
+            ProcessDiagnosis(
+                id=p.id,
+                service=p.service,
+                release_id=p.release_id,
+                status=p.status,
+                started_at=p.started_at,
+                command=p.command,
+                port=p.port,
+                healthy_at=p.started_at if p.status in ("running", "exited") else None,
+                exit_code=0 if p.status == "exited" else None,
+                exited_at=p.started_at if p.status == "exited" else None,
+                stopped=p.status == "exited",
+            )
+            for p in found
+        ]
 
     async def shutdown(self) -> None:
         self.shut_down = True

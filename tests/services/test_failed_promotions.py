@@ -195,7 +195,7 @@ async def test_the_cli_words_a_failure_from_the_record_the_store_returns(rack: R
     assert all(isinstance(s, State) for s in promotion.history)
     assert not promotion.succeeded and promotion.outcome == "reverted"
     assert promotion.app_status == rack.app("shop").status == "running"
-    assert failure_message(promotion) == f"rollback: {promotion.reason}"
+    assert failure_message(promotion) == f"rollback: {promotion.reason} (run shipmate deploy-debug)"
 
 
 async def test_a_reverted_release_is_marked_and_env_says_changes_fork_from_it(

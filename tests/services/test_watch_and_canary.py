@@ -173,3 +173,15 @@ async def test_a_canary_needs_an_active_release(rack: Rack) -> None:
     with pytest.raises(InvalidInput, match="no active release for a canary"):
         releases.promote(rack.ctx, "shop", r1.id, None, canary=10)
     assert rack.promotions("shop") == []
+
+
+async def test_a_new_promotion_stops_the_watch_of_the_one_before(rack: Rack) -> None:
+    _r1, r2 = await two_releases(rack, manifest(count=2), watched(duration=30))
+    first = await rack.promote("shop", r2.id)
+    r3 = rack.deploy("shop", text=watched(duration=30))
+    await rack.promote("shop", r3.id)
+    await asyncio.sleep(0.05)
+    stopped = [m for m in rack.messages("shop", first.id) if m.startswith("Watch stopped")]
+    assert len(stopped) == 1 and stopped[0].startswith("Watch stopped: a new promotion began")
+    assert watch.current(rack.ctx, "shop").release_id == r3.id  # type: ignore[union-attr]
+    watch.stop_watch(rack.ctx, "shop")

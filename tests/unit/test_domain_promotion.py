@@ -177,7 +177,7 @@ def test_a_promotion_past_its_deadline_is_reverted():
     assert p.outcome == "reverted"
     assert p.app_status == "running"
     assert p.reason == reason
-    assert failure_message(p) == f"rollback: {reason}"
+    assert failure_message(p) == f"rollback: {reason} (run shipmate deploy-debug)"
 
 
 def test_a_failed_release_phase_reverts_without_updating():
@@ -187,7 +187,7 @@ def test_a_failed_release_phase_reverts_without_updating():
     p = through(p, *path, reason="release command exited 1")
     p = p.advance(State.REVERTED)
     assert p.history == [State.PENDING, State.ERROR, State.ROLLBACK, State.REVERTED]
-    assert failure_message(p) == "rollback: release command exited 1"
+    assert failure_message(p) == ("rollback: release command exited 1 (run shipmate deploy-debug)")
 
 
 def test_a_pending_promotion_cannot_miss_a_deadline():
@@ -217,13 +217,14 @@ def test_a_failed_revert():
     assert p.app_status == "running"
     assert (
         failure_message(p)
-        == "rollback failed: web-x exited 3; the revert failed too: web-y exited 1"
+        == "rollback failed: web-x exited 3; the revert failed too: web-y exited 1 "
+        "(run shipmate deploy-debug)"
     )
 
 
 def test_failure_message_without_reason():
     p = through(make(), State.PENDING, State.UPDATING, State.ERROR, State.ROLLBACK, State.REVERTED)
-    assert failure_message(p) == "rollback"
+    assert failure_message(p) == "rollback (run shipmate deploy-debug)"
 
 
 def test_advance_keeps_the_reason_when_none_is_given():

@@ -66,7 +66,7 @@ async def _service(
             if process.alive:
                 await runtime.begin_stop(process, spec.termination_grace, emit)
         if isinstance(exc, ProcessExited):
-            raise exited_before_healthy(exc.process, desired) from None
+            raise exited_before_healthy(exc.process) from None
         raise RolloutFailed("deadline", deadline_reason(started, desired)) from None
     for process in started:
         emit(process.id, "Healthy")

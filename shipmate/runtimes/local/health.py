@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from shipmate.domain.humanize import utcnow
 from shipmate.runtimes.base import EventSink, HealthCheck
 from shipmate.runtimes.local.process import HOST, LocalProcess
 
@@ -62,6 +63,7 @@ async def wait_healthy(
         try:
             await asyncio.wait_for(process.exited.wait(), timeout=check.grace)
         except TimeoutError:
+            process.healthy_at = utcnow()
             return
         raise ProcessExited(process)
     url = f"http://{process.backend}{check.path}"
@@ -77,6 +79,7 @@ async def wait_healthy(
             problem = await _probe(client, url, check.timeout)
         if problem is None:
             process.health_problem = None
+            process.healthy_at = utcnow()
             return
         process.health_problem = f"GET {check.path}: {problem}"
         now = time.monotonic()

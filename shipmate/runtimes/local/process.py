@@ -71,6 +71,8 @@ class LocalProcess:
     exit_code: int | None = None
     expected_exit: bool = False
     health_problem: str | None = None  # the last failed check, while not yet healthy
+    healthy_at: datetime | None = None  # when it first passed its check (None: never yet)
+    exited_at: datetime | None = None
     user: AppUser | None = None  # the app's own user, when the rack runs as root
     cgroups: cg.Cgroups | None = None
     oom_killed: bool = False  # the kernel killed it for going over its memory limit
@@ -275,6 +277,9 @@ class LocalProcess:
             cgroups=_cgroups(meta.get("cgroups")),
         )
         process.expected_exit = process.status == "stopping"
+        # It was serving before the restart (the rollout takes a routed one as healthy): its
+        # start-up output is that before the adoption.
+        process.healthy_at = utcnow()
         process._watch()
         return process
 
@@ -315,6 +320,7 @@ class LocalProcess:
         if self.exit_code is None:
             self.exit_code = 137  # the shim itself was killed: the app went with it
         self.status = "exited"
+        self.exited_at = utcnow()
         self.exited.set()
 
     def signal(self, sig: int) -> None:

@@ -198,16 +198,16 @@ class ServiceRollout:
                 self.health[process.id] = Health.HEALTHY
 
     def _failure(self, process_id: str) -> RolloutFailed:
-        return exited_before_healthy(self._process(process_id), self.desired)
+        return exited_before_healthy(self._process(process_id))
 
 
-def exited_before_healthy(process: LocalProcess, desired: DesiredState) -> RolloutFailed:
+def exited_before_healthy(process: LocalProcess) -> RolloutFailed:
     lines = last_output(process.log_path)
     output = f'last output: "{" / ".join(lines)}"' if lines else "no output"
     return RolloutFailed(
         "error",
         f"process {process.id} exited with code {process.exit_code} before it became "
-        f"healthy: {output} (see shipmate logs -a {desired.app})",
+        f"healthy: {output}",
     )
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from shipmate.runtimes.base import (
     DesiredState,
     EventSink,
     LogSource,
+    ProcessDiagnosis,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
@@ -47,7 +49,8 @@ from shipmate.runtimes.local.supervision import CrashBackoff
 
 # How long a stopping process may take to finish requests already routed to it.
 DRAIN_TIMEOUT = 30.0
-# Exited processes whose output is kept for `logs`, per app.
+# Exited processes whose output is kept for `logs`, and whose record for `deploy-debug`,
+# per app.
 KEEP_EXITED = 50
 # What a process of a deleted app is given between SIGTERM and SIGKILL.
 REMOVE_GRACE = 10.0
@@ -80,6 +83,9 @@ class LocalRuntime:
         self.events = events
         self.log_cap = log_cap
         self._processes: dict[str, LocalProcess] = {}
+        # Per app, the processes that exited (stopped or crashed), oldest first, at most
+        # KEEP_EXITED: what `deploy-debug` reports of a promotion its revert undid.
+        self._exited: dict[str, OrderedDict[str, LocalProcess]] = {}
         self._desired: dict[str, DesiredState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -136,6 +142,21 @@ class LocalRuntime:
                 if (directory / name).exists():
                     sources.append(LogSource(directory.name, service, directory / name))
         return sources
+
+    async def diagnose(self, app: str) -> list[ProcessDiagnosis]:
+        running = [p for p in self._processes.values() if p.app == app and not p.oneoff]
+        exited = [p for p in self._exited.get(app, {}).values() if p.id not in self._processes]
+        return [_diagnosis(p) for p in sorted([*exited, *running], key=lambda p: p.started_at)]
+
+    def _record_exit(self, process: LocalProcess) -> None:
+        """Keep the record of an exited process (and forget it as a running one)."""
+        self._processes.pop(process.id, None)
+        if process.oneoff:
+            return
+        exited = self._exited.setdefault(process.app, OrderedDict())
+        exited[process.id] = process
+        while len(exited) > KEEP_EXITED:
+            exited.popitem(last=False)
 
     # adoption
     async def adopt(self) -> list[ProcessInfo]:
@@ -267,6 +288,8 @@ class LocalRuntime:
 
     async def _observe_exit(self, process: LocalProcess) -> None:
         await process.exited.wait()
+        if process.id in self._processes:  # else stopped (and recorded) or its app removed
+            self._record_exit(process)
         if process.port is not None:
             await self.routes.remove_backend(process.app, process.service, process.backend)
         if process.expected_exit:
@@ -324,7 +347,7 @@ class LocalRuntime:
         if process.port is not None:
             await self.routes.wait_drained(process.backend, DRAIN_TIMEOUT)
         emit(process.id, await process.stop(grace))
-        self._processes.pop(process.id, None)
+        self._record_exit(process)
 
     async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
         process = self._processes.get(process_id)
@@ -406,6 +429,7 @@ class LocalRuntime:
             await asyncio.gather(*(self._stop(p, REMOVE_GRACE, emit) for p in stopping))
             for process_id in [k for k, p in self._processes.items() if p.app == app]:
                 del self._processes[process_id]
+            self._exited.pop(app, None)
         shutil.rmtree(self.run_dir / app, ignore_errors=True)
         cgroups.remove_app(app)
         await asyncio.to_thread(isolation.remove_user, app, self.home)
@@ -421,3 +445,26 @@ class LocalRuntime:
 
 def _silent(obj: str, message: str) -> None:
     return None
+
+
+def _diagnosis(process: LocalProcess) -> ProcessDiagnosis:
+    logs = tuple(
+        path for path in (process.directory / "output.log.1", process.log_path) if path.exists()
+    )
+    return ProcessDiagnosis(
+        id=process.id,
+        service=process.service,
+        release_id=process.release_id,
+        status=process.status,
+        started_at=process.started_at,
+        command=process.command,
+        port=process.port,
+        healthy_at=process.healthy_at,
+        health_problem=process.health_problem,
+        exit_code=process.exit_code if not process.alive else None,
+        exited_at=process.exited_at,
+        stopped=process.expected_exit,
+        oom_killed=process.oom_killed,
+        memory_limit=process.cgroups.memory_mb if process.cgroups is not None else None,
+        logs=logs,
+    )
