@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from shipmate.api.auth import visible_env
 from shipmate.api.routes import service_urls
 from shipmate.domain.ids import validate_app_name
-from shipmate.services import apps, audit, builds, processes, releases
+from shipmate.services import apps, audit, builds, diagnosis, processes, releases
 from shipmate.web.access import context_of, need, user_of
 from shipmate.web.render import ConsoleRoute, page
 from shipmate.web.timeline import timeline
@@ -83,6 +83,16 @@ async def process_list(request: Request, app: str) -> HTMLResponse:
     found = apps.get_app(ctx, validate_app_name(app))
     listed = await processes.list_processes(ctx, found.name)
     return page(request, "processes.html", user, app=found, processes=listed)
+
+
+@router.get("/apps/{app}/deploy-debug", response_class=HTMLResponse)
+async def deploy_debug(request: Request, app: str, all: str = "") -> HTMLResponse:
+    """`shipmate deploy-debug`: the processes of the latest promotion, judged."""
+    user = need(request, "GET", "/apps/{app}/deploy-debug")
+    ctx = context_of(request)
+    found = apps.get_app(ctx, validate_app_name(app))
+    report = await diagnosis.diagnose(ctx, found.name, everything=bool(all))
+    return page(request, "deploy_debug.html", user, app=found, report=report, everything=bool(all))
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,37 +52,37 @@ def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rack]:
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[object]:
+def playwright() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
         yield p
 
 
-def browser(p: object, home: Path) -> object:
+def browser(p: Any, home: Path) -> Any:
     """A fresh Chromium profile of its own: its own cookies, nothing from a previous run."""
-    return p.chromium.launch_persistent_context(  # type: ignore[attr-defined]
+    return p.chromium.launch_persistent_context(
         str(home), executable_path=CHROMIUM, args=ARGS, headless=True, viewport=DESKTOP
     )
 
 
-def log_in(page: object, api: str, token: str) -> None:
-    page.goto(f"{api}/console/")  # type: ignore[attr-defined]
-    page.get_by_label("API token").fill(token)  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
-    page.get_by_role("heading", name="Apps").wait_for()  # type: ignore[attr-defined]
+def log_in(page: Any, api: str, token: str) -> None:
+    page.goto(f"{api}/console/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Apps").wait_for()
 
 
-def shoot(page: object, name: str) -> None:
+def shoot(page: Any, name: str) -> None:
     where = os.environ.get("SHIPMATE_SCREENSHOTS")
     if where:
         Path(where).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=False)  # type: ignore[attr-defined]
+        page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=False)
 
 
 def active(rack: Rack) -> str:
     return next(str(r["id"]) for r in rack.releases(APP) if r["status"] == "active")
 
 
-def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_path: Path) -> None:
+def test_console_rollback_roles_and_csrf(rack: Rack, playwright: Any, tmp_path: Path) -> None:
     api = rack.info["api"]
     owner = (rack.home / "token").read_text().strip()
     first, promoted = (str(r["id"]) for r in reversed(rack.releases(APP)))
@@ -89,7 +90,7 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_pat
 
     # The owner: the app the CLI deployed, its timeline, a rollback to the first release.
     admin = browser(playwright, tmp_path / "admin")
-    page = admin.new_page()  # type: ignore[attr-defined]
+    page = admin.new_page()
     log_in(page, api, owner)
     page.get_by_role("link", name=APP, exact=True).click()
     page.get_by_role("heading", name="Release timeline").wait_for()
@@ -115,6 +116,9 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_pat
     assert "Status: Updating => Running" in events.inner_text()
     listed = {str(r["id"]): r for r in rack.releases(APP)}
     assert listed[copy]["status"] == "active"
+    page.get_by_role("link", name="Deploy debug").click()
+    page.get_by_role("heading", name=f"Deploy debug of {APP}").wait_for()
+    assert f"of {copy}: Running" in page.locator("main").inner_text()
 
     if os.environ.get("SHIPMATE_SCREENSHOTS"):
         # A second rollback, at phone width, for its in-progress screenshot.
@@ -124,7 +128,7 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_pat
         page.get_by_text(f"Rolling back to {promoted}...").wait_for()
         shoot(page, "rollback-phone")
         page.get_by_role("log").locator(".final").wait_for(timeout=60_000)
-    admin.close()  # type: ignore[attr-defined]
+    admin.close()
 
     # A viewer: values masked, no button the API would refuse.
     viewer_token = json.loads(
@@ -133,7 +137,7 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_pat
         )
     )["token"]
     viewer = browser(playwright, tmp_path / "viewer")
-    page = viewer.new_page()  # type: ignore[attr-defined]
+    page = viewer.new_page()
     log_in(page, api, viewer_token)
     page.goto(f"{api}/console/apps/{APP}/releases/{promoted}")
     values = page.locator("table.env").inner_text()
@@ -142,7 +146,7 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: object, tmp_pat
     page.get_by_role("heading", name="Release timeline").wait_for()
     assert page.get_by_role("link", name=re.compile("^Roll back")).count() == 0
     assert page.get_by_role("link", name=re.compile("^Promote")).count() == 0
-    viewer.close()  # type: ignore[attr-defined]
+    viewer.close()
 
     # Forged forms: no CSRF token, a wrong one, no session, a viewer's own token. None of
     # them changes anything.

@@ -108,6 +108,9 @@ async def test_rollback_from_the_console_ends_ok_with_the_copy(rack: Rack) -> No
         assert f'event: done\ndata: {{"line": "OK, {copy}"}}' in events.text
         page = (await client.get(started.headers["location"])).text
         assert f"Rolling back to {r1}..." in page and f"OK, {copy}" in page
+        debug = await client.get("/console/apps/shop/deploy-debug?all=1")
+        assert debug.status_code == 200
+        assert "Latest promotion" in debug.text and promotion_id in debug.text
 
 
 async def test_the_api_document_is_unchanged_by_the_console(rack: Rack) -> None:
