@@ -104,6 +104,8 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: Any, tmp_path: 
     page.get_by_role("link", name=f"Roll back to {first}").click()
     page.get_by_role("heading", name=f"Roll back {APP} to {first}?").wait_for()
     assert "- GREETING" in page.locator("ul.diff").inner_text()  # what the move undoes
+    streamed: list[str] = []
+    page.on("request", lambda request: streamed.append(request.url))
     page.get_by_role("button", name=f"Roll back to {first}").click()
     events = page.get_by_role("log", name="Promotion events")
     events.get_by_text(f"Rolling back to {first}...").wait_for()
@@ -113,6 +115,8 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: Any, tmp_path: 
     last = final.inner_text().strip()
     assert re.fullmatch(r"OK, R[A-Z]{9}", last), events.inner_text()
     copy = last.removeprefix("OK, ")
+    # Followed live: the page's script read the rest from the console's event stream.
+    assert any("/events?after=" in url for url in streamed), streamed
     assert "Status: Updating => Running" in events.inner_text()
     listed = {str(r["id"]): r for r in rack.releases(APP)}
     assert listed[copy]["status"] == "active"
