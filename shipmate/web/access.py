@@ -7,6 +7,7 @@ refuses, and a new button is covered the day its route is.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -17,6 +18,8 @@ from shipmate.domain.actor import current_actor
 from shipmate.services import tokens
 from shipmate.services.context import Context
 from shipmate.web.sessions import COOKIE, Session, Sessions
+
+log = logging.getLogger("shipmate.web")
 
 
 class ConsoleError(Exception):
@@ -54,6 +57,11 @@ def context_of(request: Request) -> Context:
 
 def login(request: Request, secret: str) -> Session:
     token = tokens.authenticate(context_of(request), secret.strip()) if secret.strip() else None
+    if token is None or token.revoked_at is not None:
+        # As the API logs its refusals: the rack log shows who keeps trying.
+        name = f"revoked token {token.name}" if token else "unknown token"
+        client = request.client.host if request.client else "unknown"
+        log.warning("refused: console login with %s from %s", name, client)
     if token is None:
         raise ConsoleError(401, "invalid token: paste a token from `shipmate rack tokens create`")
     if token.revoked_at is not None:

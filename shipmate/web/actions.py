@@ -12,7 +12,15 @@ from shipmate.api.schemas import EventOut
 from shipmate.domain.ids import validate_app_name
 from shipmate.services import apps, history, processes, releases
 from shipmate.structs import Event
-from shipmate.web.access import ConsoleError, form_of, login, need, need_change, sessions_of
+from shipmate.web.access import (
+    ConsoleError,
+    context_of,
+    form_of,
+    login,
+    need,
+    need_change,
+    sessions_of,
+)
 from shipmate.web.render import PREFIX, ConsoleRoute, page
 from shipmate.web.sessions import COOKIE
 from shipmate.web.timeline import final_line, intro
@@ -55,7 +63,7 @@ async def logout(request: Request) -> Response:
 async def confirm(request: Request, app: str, release_id: str, verb: str) -> HTMLResponse:
     """What the move would change, and the button that makes it."""
     user = need(request, "POST", _template(verb))
-    ctx = request.app.state.ctx
+    ctx = context_of(request)
     found = apps.get_app(ctx, validate_app_name(app))
     target, _ = releases.get_release(ctx, found.name, release_id)
     diff = (
@@ -69,7 +77,7 @@ async def confirm(request: Request, app: str, release_id: str, verb: str) -> HTM
 @router.post("/apps/{app}/releases/{release_id}/{verb}")
 async def start(request: Request, app: str, release_id: str, verb: str) -> Response:
     await need_change(request, "POST", _template(verb))
-    ctx = request.app.state.ctx
+    ctx = context_of(request)
     name = validate_app_name(app)
     refuse_while_stopping(request, "promotion")
     if verb == "rollback":
@@ -85,7 +93,7 @@ async def promotion_page(request: Request, app: str, promotion_id: str) -> HTMLR
     """The events so far (and the last line once it ended); the page's script follows the
     rest live, and without JavaScript a reload does."""
     user = need(request, "GET", "/apps/{app}/promotions/{promotion_id}/events")
-    ctx = request.app.state.ctx
+    ctx = context_of(request)
     found = apps.get_app(ctx, validate_app_name(app))
     promotion = releases.get_promotion(ctx, found.name, promotion_id)
     release, _ = releases.get_release(ctx, found.name, promotion.release_id)
@@ -112,7 +120,7 @@ async def promotion_page(request: Request, app: str, promotion_id: str) -> HTMLR
 async def stop(request: Request, app: str, process_id: str) -> Response:
     await need_change(request, "DELETE", STOP)
     name = validate_app_name(app)
-    await processes.stop_process(request.app.state.ctx, name, process_id)
+    await processes.stop_process(context_of(request), name, process_id)
     return RedirectResponse(f"{PREFIX}/apps/{name}/processes", status_code=303)
 
 

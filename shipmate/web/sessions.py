@@ -34,6 +34,7 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
 
     def open(self, token_name: str) -> Session:
+        self._prune()
         session = Session(
             id=secrets.token_urlsafe(32),
             token_name=token_name,
@@ -59,3 +60,9 @@ class Sessions:
     def close(self, session_id: str | None) -> None:
         if session_id:
             self._by_id.pop(session_id, None)
+
+    def _prune(self) -> None:
+        # At each login: sessions nobody came back to do not pile up in the rack's memory.
+        cutoff = time.monotonic() - IDLE_SECONDS
+        for stale in [s.id for s in self._by_id.values() if s.last_seen < cutoff]:
+            del self._by_id[stale]
