@@ -101,7 +101,7 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: Any, tmp_path: 
     shoot(page, "timeline-phone")
     page.set_viewport_size(DESKTOP)
 
-    page.get_by_role("link", name=f"Roll back to {first}").click()
+    page.get_by_role("link", name=f"Roll back to here: {first}").click()
     page.get_by_role("heading", name=f"Roll back {APP} to {first}?").wait_for()
     assert "- GREETING" in page.locator("ul.diff").inner_text()  # what the move undoes
     streamed: list[str] = []

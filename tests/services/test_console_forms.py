@@ -119,3 +119,21 @@ async def test_the_api_document_is_unchanged_by_the_console(rack: Rack) -> None:
     console.install(with_console)
     assert with_console.openapi() == plain
     assert not [p for p in plain["paths"] if p.startswith("/console") or p == "/"]
+
+
+async def test_stop_a_process_from_the_processes_page(rack: Rack) -> None:
+    transport, _, _ = await setup(rack)
+    [web] = rack.fake.live("shop")
+    async with browser(transport) as client:
+        csrf = await log_in(client, OWNER)
+        listed = (await client.get("/console/apps/shop/processes")).text
+        assert f'aria-label="Stop process {web.id}"' in listed
+        target = f"/console/apps/shop/processes/{web.id}/stop"
+        assert (await client.post(target, data={"csrf": "forged"})).status_code == 403
+        assert web.id in {p.id for p in rack.fake.live("shop")}
+        stopped = await client.post(target, data={"csrf": csrf})
+        assert (stopped.status_code, stopped.headers["location"]) == (
+            303,
+            "/console/apps/shop/processes",
+        )
+        assert rack.audit("shop")[-1] == f"process.stop {web.id}"
