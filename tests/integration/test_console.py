@@ -124,6 +124,15 @@ def test_console_rollback_roles_and_csrf(rack: Rack, playwright: Any, tmp_path: 
     page.get_by_role("heading", name=f"Deploy debug of {APP}").wait_for()
     assert f"of {copy}: Running" in page.locator("main").inner_text()
 
+    # Live logs with a filter: what is there, then a restart's new process as it comes.
+    page.goto(f"{api}/console/apps/{APP}/logs?since=1h&filter=Healthy")
+    pane = page.get_by_role("log", name="Log lines")
+    assert "Healthy" in pane.inner_text() and "Stopping" not in pane.inner_text()
+    rack.ok("restart", "-a", APP)
+    live = pane.locator("span")  # the script's lines; the page's own are plain text
+    live.first.wait_for(timeout=30_000)
+    assert "Healthy" in live.first.inner_text()
+
     if os.environ.get("SHIPMATE_SCREENSHOTS"):
         # A second rollback, at phone width, for its in-progress screenshot.
         page.set_viewport_size(PHONE)
