@@ -42,7 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from shipmate.router.counters import LATENCY_BOUNDS_MS, Counters, merge
+from shipmate.common.latency import LATENCY_BOUNDS_MS
+from shipmate.router.counters import Counters, merge
 from shipmate.router.home import SavedTable
 from shipmate.router.table import RouteTable
 from shipmate.router.workers import Workers

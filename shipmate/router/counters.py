@@ -19,29 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Upper bounds (inclusive) of the latency buckets, in milliseconds; one more bucket counts
-# everything slower than the last bound.
-LATENCY_BOUNDS_MS: tuple[int, ...] = (
-    5,
-    10,
-    25,
-    50,
-    100,
-    200,
-    300,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    10000,
-)
+from shipmate.common.latency import LATENCY_BOUNDS_MS
+
+# The bucket bounds are shared with the rack, which reads a p95 from the buckets.
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 CLASSES = 5  # 1xx .. 5xx
 # The same bounds in seconds: the paths measure with time.monotonic().
 _BOUNDS_S = tuple(b / 1000 for b in LATENCY_BOUNDS_MS)
+# status // 100 -> the index of its class; llhttp refuses statuses past 999, and the few
+# below 100 or from 600 up it lets through count as the process's errors (5xx).
+_CLASS = (4, 0, 1, 2, 3, 4, 4, 4, 4, 4)
 # A backend that is in no route any more is forgotten this long after its last response (the
 # rack reads the counts of old processes after a promotion, well within this).
 KEEP_FOR = 600.0
@@ -91,12 +78,12 @@ class Counters:
     def record(self, backend: str, status: int, sent: float, now: float) -> None:
         """One response from `backend` (or a 502 the router gave for it): its status, when the
         request started going out and when the head came back (or the router gave up)."""
-        count = self._counts.get(backend)
-        if count is None:
+        # The hot path of every response: a few increments (docs/BENCHMARKS.md, issue 13).
+        try:
+            count = self._counts[backend]
+        except KeyError:
             count = self._counts[backend] = Count()
-        index = status // 100 - 1
-        # Statuses the parser lets through outside 100..599 count as the process's error.
-        count.classes[index if 0 <= index < CLASSES else 4] += 1
+        count.classes[_CLASS[status // 100]] += 1
         count.latency[bisect_left(_BOUNDS_S, now - sent)] += 1
         count.last = now
 

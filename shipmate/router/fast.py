@@ -91,6 +91,7 @@ class FastPath:
         if exchange.client.exchange is not exchange:
             link.transport.close()  # the client went away meanwhile
             return
+        exchange.sent = time.monotonic()
         exchange.send(link)
 
 
@@ -231,7 +232,9 @@ class ClientConnection(asyncio.Protocol):
         self.exchange = exchange
         gateway.table.begin(exchange.backend)
         exchange.payload = gateway.upstream_head(req, self.client_ip) + body
-        exchange.deadline = time.monotonic() + gateway.read_timeout
+        # Also when the request goes out, for its latency, unless a connection is opened first.
+        exchange.sent = now = time.monotonic()
+        exchange.deadline = now + gateway.read_timeout
         link = gateway.pool.take(exchange.backend)
         if link is not None:
             exchange.send(link)
@@ -319,7 +322,6 @@ class Exchange(asyncio.Protocol):
         transport = link.transport
         if self.client.write_paused:
             transport.pause_reading()
-        self.sent = time.monotonic()
         transport.write(self.payload)
 
     def _untrack(self) -> None:

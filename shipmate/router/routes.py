@@ -33,5 +33,5 @@ class Routes(Protocol):
 
     async def counters(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
         """{backend: (responses per class 1xx..5xx, per latency bucket)}, cumulative since
-        the router started; the buckets' upper bounds are router.counters.LATENCY_BOUNDS_MS
+        the router started; the buckets' upper bounds are common.latency.LATENCY_BOUNDS_MS
         (in ms), then one for anything slower."""

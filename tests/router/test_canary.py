@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from shipmate.common.latency import LATENCY_BOUNDS_MS
 from shipmate.router import lifecycle
-from shipmate.router.counters import BUCKETS, LATENCY_BOUNDS_MS, BackendCounts
+from shipmate.router.counters import BUCKETS, BackendCounts
 from shipmate.router.home import Paths
 from shipmate.router.remote import RouterError
 from shipmate.router.table import RouteTable
@@ -113,15 +113,6 @@ def test_end_canary_through_the_router(
 
 
 # --- through the daemon ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def paths(tmp_path: Path) -> Iterator[Paths]:
-    paths = Paths(tmp_path)
-    try:
-        yield paths
-    finally:
-        lifecycle.stop(paths)
 
 
 def test_canary_and_counters_over_the_admin_api(

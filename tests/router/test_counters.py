@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shipmate.common.latency import LATENCY_BOUNDS_MS
 from shipmate.router.counters import (
     BUCKETS,
-    LATENCY_BOUNDS_MS,
     BackendCounts,
     Counters,
     merge,
@@ -43,19 +43,11 @@ def backend() -> Iterator[Backend]:
     a.stop()
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def router(request: pytest.FixtureRequest, backend: Backend) -> Iterator[RouterThread]:
+@pytest.fixture
+def table(backend: Backend) -> RouteTable:
     table = RouteTable()
     table.set_backends("myapp", "web", [backend.addr])
-    running = RouterThread(table, request.param)
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def client(router: RouterThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=router.router.url, headers={"Host": HOST}, timeout=10) as c:
-        yield c
+    return table
 
 
 def spy_stream_attempts(router: RouterThread) -> list[int]:
@@ -87,6 +79,8 @@ def test_unit_buckets_and_classes() -> None:
     assert merge([counters.as_json(), counters.as_json(), {}]) == {
         "b:1": {"classes": [2, 4, 2, 2, 2], "latency": [2 * n for n in expected]}
     }
+    counters.record("b:3", 600, 0.0, 0.0)  # llhttp lets 600-999 through: the process's error
+    assert counters.get("b:3") == BackendCounts((0, 0, 0, 0, 1), (1,) + (0,) * (BUCKETS - 1))
 
 
 def test_unit_forgets_only_old_unrouted_backends() -> None:

@@ -29,15 +29,6 @@ HOST = "web.myapp.localhost"
 
 
 @pytest.fixture
-def paths(tmp_path: Path) -> Iterator[Paths]:
-    paths = Paths(tmp_path)
-    try:
-        yield paths
-    finally:
-        lifecycle.stop(paths)
-
-
-@pytest.fixture
 def backends() -> Iterator[tuple[Backend, Backend]]:
     a, b = Backend("a"), Backend("b")
     yield a, b
@@ -153,8 +144,9 @@ def test_draining_across_processes(paths: Paths, backends: tuple[Backend, Backen
     assert call(paths, "wait_drained", a.addr, 5.0) is True  # nothing in flight
 
     with ThreadPoolExecutor(6) as pool:
-        # Several connections, so that every router process has one of them in flight.
-        slow = [pool.submit(get, info.url, "/slow?d=1.5") for _ in range(6)]
+        # Several connections, so that every router process has one of them in flight; 3 s,
+        # so that some is left to drain after the changes below even on a loaded machine.
+        slow = [pool.submit(get, info.url, "/slow?d=3") for _ in range(6)]
         time.sleep(0.5)  # the requests are on their way to a
         # What the runtime does: put the new process in, take the old one out, wait.
         call(paths, "add_backend", "myapp", "web", b.addr)

@@ -165,19 +165,6 @@ def table() -> RouteTable:
     return RouteTable()
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def router(request: pytest.FixtureRequest, table: RouteTable) -> Iterator[RouterThread]:
-    running = RouterThread(table, request.param)
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def client(router: RouterThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=router.router.url, headers={"Host": HOST}, timeout=10) as c:
-        yield c
-
-
 def raw(router: RouterThread, data: bytes, *, until_close: bool = True) -> bytes:
     """Send bytes as they are and read what comes back (until close, or a short quiet)."""
     with socket.create_connection(("127.0.0.1", router.router.port), timeout=5) as s:
