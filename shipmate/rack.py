@@ -28,6 +28,7 @@ from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
 from shipmate.services import builds, promotions
 from shipmate.services.context import Context
+from shipmate.web import console
 
 log = logging.getLogger("shipmate.rack")
 
@@ -62,6 +63,7 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         raise ShipmateError(f"cannot listen on {api_address} for the API: {exc.strerror}") from None
     api_port = sock.getsockname()[1]
     api = create_api(ctx, token)
+    console.install(api)
     config = uvicorn.Config(
         api,
         log_level="warning",

@@ -58,7 +58,7 @@ def existing_promotion(app: AppDep, promotion_id: str, ctx: Ctx) -> Promotion:
     return releases.get_promotion(ctx, app.name, promotion_id)
 
 
-def _routes(ctx: Context, app: App) -> dict[str, str]:
+def service_urls(ctx: Context, app: App) -> dict[str, str]:
     if app.release_id is None or not ctx.router_url:
         return {}
     release, _ = releases.get_release(ctx, app.name, app.release_id)
@@ -100,7 +100,7 @@ async def create_app(body: AppCreate, ctx: Ctx) -> AppOut:
 
 @router.get("/apps/{app}", response_model=AppOut, tags=["apps"])
 async def app_info(app: AppDep, ctx: Ctx) -> AppOut:
-    return AppOut.of(app, _routes(ctx, app))
+    return AppOut.of(app, service_urls(ctx, app))
 
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])

@@ -68,6 +68,13 @@ def authenticate(ctx: Context, presented: str) -> Token | None:
     return token
 
 
+def find(ctx: Context, name: str) -> Token | None:
+    """The token named `name` as stored now (revoked or not): names are never reused, so a
+    console session that keeps only the name sees a revocation or a new role at once."""
+    with ctx.store.unit_of_work() as uow:
+        return uow.tokens.find(name)
+
+
 def create(ctx: Context, name: str, role: str) -> tuple[Token, str]:
     """A new token and its secret, which is returned this once and never stored."""
     validate_name(name)
