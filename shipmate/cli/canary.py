@@ -52,9 +52,11 @@ def decide(api: Client, app: str, action: str) -> None:
     try:
         follow_promotion(api, app, promotion["id"], release, intro=intro, after=answer["after"])
     except CliError:
-        if action == "continue":
-            raise
         # An abort ends in Reverted by design: the old release serves every request again.
+        # Anything else (a revert that failed too, a stream cut short) is the error it says.
+        ended = api.get(f"/apps/{app}/promotions/{promotion['id']}")
+        if action == "continue" or ended["state"] != "Reverted":
+            raise
         click.echo(f"OK, canary aborted: {promotion['previous_release'] or 'nothing'} is active")
         return
     click.echo("OK")
