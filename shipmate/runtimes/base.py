@@ -43,6 +43,9 @@ class ServiceSpec:
     # scale.memory (MB) and scale.cpu (CPU units, 1024 = one CPU); None: no limit.
     memory: int | None = None
     cpu: int | None = None
+    # On a container runtime, the image the service runs (shipmate.domain.images.image_ref);
+    # "" on the local runtime, which runs `command` in `build`.
+    image: str = ""
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,11 @@ def test_wait_for() -> None:
     assert asyncio.run(wait_for(lambda: 7, timeout=1)) == 7
     with pytest.raises(WaitTimeout):
         asyncio.run(wait_for(lambda: 0, timeout=0.05, interval=0.01))
+
+
+def test_image_ref_names_images_as_convox_does() -> None:
+    from shipmate.domain.images import image_ref
+
+    assert image_ref("registry.host/convox/", "myapp", "web", "BABCDEFGHI") == (
+        "registry.host/convox/myapp:web.BABCDEFGHI"
+    )
