@@ -24,6 +24,17 @@ All bodies are JSON; errors are `{"error": "<one line>"}`.
                                             added up, cumulative since each started
     POST   /drained                         {"backend", "timeout"} -> {"drained": bool}
                                             long-polls until nothing is in flight on it
+    GET    /sites                           {"domains": {NAME: [app, service]}, "redirects":
+                                             [[app, service]], "challenges": {TOKEN: ANSWER}}
+    PUT    /sites                           {"domains", "redirects"}: replace them (the
+                                            challenges stay)
+    PUT    /challenges/TOKEN                {"answer": KEY_AUTHORIZATION}: served on the HTTP
+                                            port at /.well-known/acme-challenge/TOKEN
+    DELETE /challenges/TOKEN
+    GET    /certs                           {"https": URL or null, "certs": [{"name", "names",
+                                             "issuer", "expires"}]}
+    PUT    /certs/NAME                      {"cert": PEM, "key": PEM}: new connections get it
+    DELETE /certs/NAME
 
 Every change is saved to routes.json, then applied by every router process, before it is
 acknowledged. Try it: `curl --unix-socket ~/.shipmate/router.sock http://router/routes`.
@@ -45,7 +56,9 @@ from starlette.routing import Route
 from shipmate.common.latency import LATENCY_BOUNDS_MS
 from shipmate.router.counters import Counters, merge
 from shipmate.router.home import SavedTable
+from shipmate.router.sites import Sites
 from shipmate.router.table import RouteTable
+from shipmate.router.tls import Certificates
 from shipmate.router.workers import Workers
 
 # A long poll on /drained never waits longer than this, whatever the caller asks.
@@ -108,8 +121,13 @@ class Admin:
         health: dict[str, Any],
         workers: Workers,
         counters: Counters | None = None,
+        certs: Certificates | None = None,
+        save_certs: Any = None,
     ) -> None:
         self.table = table
+        # None when the router has no HTTPS listener; `save_certs()` writes certs.json.
+        self.certs = certs
+        self.save_certs = save_certs
         self.saved = saved
         self.health = health
         self.workers = workers
@@ -119,7 +137,8 @@ class Admin:
     async def changed(self) -> None:
         # Saved, then applied by every worker, before the change is acknowledged.
         if self.saved.save():
-            await self.workers.sync(self.table.snapshot(), self.table.canaries())
+            table = self.table
+            await self.workers.sync(table.snapshot(), table.canaries(), table.sites)
 
     def app(self) -> Starlette:
         async def no_endpoint(request: Request, exc: Exception) -> JSONResponse:
@@ -146,6 +165,11 @@ class Admin:
                 Route("/routes/{app}/{service}/canary", self.set_canary, methods=["PUT"]),
                 Route("/routes/{app}/{service}/canary", self.end_canary, methods=["DELETE"]),
                 Route("/counters", self.get_counters, methods=["GET"]),
+                Route("/sites", self.get_sites, methods=["GET"]),
+                Route("/sites", self.set_sites, methods=["PUT"]),
+                Route("/challenges/{token}", self.set_challenge, methods=["PUT", "DELETE"]),
+                Route("/certs", self.get_certs, methods=["GET"]),
+                Route("/certs/{name}", self.set_cert, methods=["PUT", "DELETE"]),
                 Route("/routes/{app}/{service}/{action}", self.change, methods=["POST"]),
             ],
             exception_handlers={
@@ -265,3 +289,58 @@ class Admin:
             raise AdminError(404, str(exc.args[0])) from None
         await self.changed()
         return _JSON(self._route(app, service))
+
+    # --- sites and certificates ------------------------------------------------------------------
+
+    async def get_sites(self, request: Request) -> JSONResponse:
+        return _JSON(self.table.sites.as_json())
+
+    async def set_sites(self, request: Request) -> JSONResponse:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body needs 'domains' and 'redirects'")
+        try:
+            given = Sites.from_json({**body, "challenges": {}})
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise AdminError(400, str(exc)) from None
+        table = self.table
+        table.sites = table.sites.with_domains(given.domains, given.redirects)
+        await self.changed()
+        return _JSON(table.sites.as_json())
+
+    async def set_challenge(self, request: Request) -> JSONResponse:
+        token = request.path_params["token"]
+        answer: str | None = None
+        if request.method == "PUT":
+            answer = _field(await _body(request), "answer", str)
+        else:
+            await _body(request)
+        try:
+            self.table.sites = self.table.sites.with_challenge(token, answer)
+        except ValueError as exc:
+            raise AdminError(400, str(exc)) from None
+        await self.changed()
+        return _JSON({})
+
+    async def get_certs(self, request: Request) -> JSONResponse:
+        certs = [] if self.certs is None else [i.as_json() for i in self.certs.info.values()]
+        return _JSON({"https": self.health.get("https_url"), "certs": certs})
+
+    async def set_cert(self, request: Request) -> JSONResponse:
+        if self.certs is None:
+            raise AdminError(409, "this router has no HTTPS listener (rack start --router-https)")
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            await _body(request)
+            self.certs.remove(name)
+            answer: dict[str, Any] = {}
+        else:
+            body = await _body(request)
+            try:
+                info = self.certs.put(name, _field(body, "cert", str), _field(body, "key", str))
+            except ValueError as exc:
+                raise AdminError(400, str(exc)) from None
+            answer = info.as_json()
+        if self.save_certs is not None:
+            self.save_certs()
+        return _JSON(answer)

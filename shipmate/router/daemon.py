@@ -32,6 +32,7 @@ from shipmate.common.waiting import wait_for
 from shipmate.router.admin import Admin
 from shipmate.router.home import SERVICE, Paths, SavedTable, listen_address, load_table
 from shipmate.router.proxy import Router
+from shipmate.router.tls import Certificates
 from shipmate.router.workers import Workers, default_count
 
 log = logging.getLogger("shipmate.router")
@@ -105,7 +106,28 @@ def _probe(host: str, port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
+def _load_certs(paths: Paths) -> Certificates:
+    """The certificates saved in certs.json; a damaged one is logged and skipped (the rack
+    pushes every certificate again when it starts)."""
+    certs = Certificates()
+    try:
+        saved = json.loads(paths.certs.read_text())
+    except FileNotFoundError:
+        return certs
+    except (OSError, ValueError) as exc:
+        log.error("router: cannot read %s (%s); starting with no certificate", paths.certs, exc)
+        return certs
+    for name, pem in saved.items() if isinstance(saved, dict) else ():
+        try:
+            certs.put(name, pem["cert"], pem["key"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("router: certificate %s in %s skipped: %s", name, paths.certs, exc)
+    return certs
+
+
+async def run(
+    home: Path, listen: str, domain: str, workers: int = 1, listen_https: str | None = None
+) -> int:
     paths = Paths(home)
     home.mkdir(parents=True, exist_ok=True)
     if _socket_answers(paths.socket):
@@ -117,24 +139,38 @@ async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
     except ValueError:
         print(f"ERROR: --listen must be HOST:PORT, got {listen!r}", flush=True)
         return 1
+    certs: Certificates | None = None
+    https = None
+    if listen_https:
+        try:
+            https_host, https_port = listen_address(listen_https)
+        except ValueError:
+            print(f"ERROR: --listen-https must be HOST:PORT, got {listen_https!r}", flush=True)
+            return 1
+        # Only this process terminates TLS (the workers serve plain HTTP): the certificates
+        # and their keys live in one process, and one place swaps them.
+        certs = _load_certs(paths)
+        https = (https_host, https_port, certs.listener)
     try:
         if workers > 1:
             # SO_REUSEPORT would let this router share a port another one holds (say, of
             # another SHIPMATE_HOME) without a word: bind once without it to find out.
             port = _probe(host, port)
-        router = Router(table, host, port, domain, reuse_port=workers > 1)
+        router = Router(table, host, port, domain, reuse_port=workers > 1, https=https)
         await router.start()
     except OSError as exc:
-        print(f"ERROR: cannot listen on {listen} for the router: {exc.strerror}", flush=True)
+        where = listen if listen_https is None else f"{listen} and {listen_https}"
+        print(f"ERROR: cannot listen on {where} for the router: {exc.strerror}", flush=True)
         return 1
-    others = Workers(workers, join_host_port(router.host, router.port), router.domain)
+    tls_port = router.gateway.https_port
+    others = Workers(workers, join_host_port(router.host, router.port), router.domain, tls_port)
     try:
-        await others.start(table.snapshot(), table.canaries())
+        await others.start(table.snapshot(), table.canaries(), table.sites)
     except (OSError, TimeoutError, ConnectionError) as exc:
         # Serving from one process is slower, not wrong.
         log.error("router: cannot start the other router processes (%s); serving alone", exc)
         await others.stop(grace=0)
-        others = Workers(1, others.listen, router.domain)
+        others = Workers(1, others.listen, router.domain, tls_port)
     started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     health = {
         "service": SERVICE,
@@ -142,10 +178,16 @@ async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
         "url": router.url,
         "started": started,
         "domain": router.domain,
+        "https_url": router.https_url,
     }
     saved = SavedTable(table, paths.routes)
     saved.save()
-    admin = Admin(table, saved, health, others, router.gateway.counters)
+
+    def save_certs() -> None:
+        if certs is not None:
+            atomic_write(paths.certs, json.dumps(certs.as_json()) + "\n", mode=0o600)
+
+    admin = Admin(table, saved, health, others, router.gateway.counters, certs, save_certs)
     try:
         sock = _admin_socket(paths.socket)
     except OSError as exc:
@@ -172,6 +214,7 @@ async def run(home: Path, listen: str, domain: str, workers: int = 1) -> int:
     info = {
         "pid": os.getpid(),
         "url": router.url,
+        "https_url": router.https_url,
         "started": started,
         "socket": str(paths.socket),
         # With the PID, names this process and no later one that reuses the PID.
@@ -213,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=None, help="default: SHIPMATE_HOME")
     parser.add_argument("--listen", default=DEFAULT_ROUTER, metavar="HOST:PORT")
     parser.add_argument("--domain", default="localhost")
+    parser.add_argument("--listen-https", default=None, metavar="HOST:PORT")
     parser.add_argument(
         "--workers",
         type=int,
@@ -224,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.Formatter.converter = time.gmtime
     home = (args.home or shipmate_home()).expanduser().resolve()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        code = runner.run(run(home, args.listen, args.domain, max(1, args.workers)))
+        code = runner.run(
+            run(home, args.listen, args.domain, max(1, args.workers), args.listen_https)
+        )
     sys.exit(code)
 
 

@@ -15,9 +15,9 @@ protocol and is tested on its own:
   both connections after its head was read (`Exchange.convert`); the stream path relays it
   and goes on serving the client connection.
 
-In-flight accounting is the same on both paths: a request is counted on its process from the
-moment it is routed until the whole response is written, so the runtime's wait_drained holds.
-Deadlines are checked by the router's once-a-second sweep rather than with a timer each.
+In-flight accounting is the same on both paths (counted on its process from the moment it is
+routed until the whole response is written, so wait_drained holds); deadlines are checked by
+the router's once-a-second sweep. The HTTPS listener has a fast path of its own (`secure`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ from shipmate.router.upstream import ConnectError, Link, open_streams, to_stream
 
 log = logging.getLogger("shipmate.router.proxy")
 
-# Small request bodies are taken by the fast path (the same bound the stream path buffers).
-FAST_BODY = 64 * 1024
+FAST_BODY = 64 * 1024  # small bodies are the fast path's (the bound the stream path buffers)
 # Bytes a client may send ahead (pipelining) while its previous request is being answered.
 MAX_AHEAD = MAX_HEAD + FAST_BODY
 
@@ -56,14 +55,14 @@ MAX_AHEAD = MAX_HEAD + FAST_BODY
 class FastPath:
     """The client connections on the fast path, and its ways into the stream path."""
 
-    def __init__(self, gateway: Gateway, streams: StreamPath) -> None:
+    def __init__(self, gateway: Gateway, streams: StreamPath, *, secure: bool = False) -> None:
         self.gateway = gateway
         self.streams = streams
+        self.secure = secure  # the HTTPS listener's: X-Forwarded-Proto: https
         self.clients: set[ClientConnection] = set()
 
     def protocol(self) -> ClientConnection:
-        """The protocol of a new client connection (every connection starts here)."""
-        return ClientConnection(self)
+        return ClientConnection(self)  # every connection starts here
 
     def check(self, now: float) -> None:
         """Called by the router's sweep: enforce the deadlines."""
@@ -217,6 +216,8 @@ class ClientConnection(asyncio.Protocol):
                 self.pending = req, end  # the rest of the body is on its way
             return
         self.pending = None
+        if not self.fast.secure and gateway.table.sites.active and gateway.special(req) is not None:
+            return self.handoff()  # redirects and ACME answers: the stream path's
         candidates = gateway.candidates(req.host)
         if not candidates:
             self.handoff()  # 404 and 503 pages come from the stream path
@@ -231,7 +232,7 @@ class ClientConnection(asyncio.Protocol):
         exchange = Exchange(self, req, raw, candidates[0])
         self.exchange = exchange
         gateway.table.begin(exchange.backend)
-        exchange.payload = gateway.upstream_head(req, self.client_ip) + body
+        exchange.payload = gateway.upstream_head(req, self.client_ip, self.fast.secure) + body
         # Also when the request goes out, for its latency, unless a connection is opened first.
         exchange.sent = now = time.monotonic()
         exchange.deadline = now + gateway.read_timeout

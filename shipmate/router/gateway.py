@@ -16,11 +16,13 @@ from shipmate.router.counters import Counters
 from shipmate.router.http1 import (
     BODY_CHUNKED,
     BODY_EOF,
+    BODY_NONE,
     HOP_BY_HOP,
     Request,
     Response,
     build_head,
 )
+from shipmate.router.sites import CHALLENGE_PREFIX, Sites
 from shipmate.router.table import RouteTable
 from shipmate.router.upstream import Pool
 
@@ -61,8 +63,11 @@ class Gateway:
         read_timeout: float = 60.0,
         connect_timeout: float = 5.0,
         keepalive_timeout: float = 75.0,
+        https_port: int | None = None,
     ) -> None:
         self.table = table
+        # Where plain HTTP is sent on for a service with `https: redirect` (None: no HTTPS).
+        self.https_port = https_port
         self.domain = domain.lower().strip(".")
         self.read_timeout = read_timeout
         self.keepalive_timeout = keepalive_timeout
@@ -73,14 +78,24 @@ class Gateway:
         self.stopping = False
         # Host header -> parse_host result; hosts repeat, parsing them on every request is waste.
         self._routes: dict[bytes, tuple[str, str] | None] = {}
+        # The sites the cache was filled from: a new version of them empties it.
+        self._sites: Sites = table.sites
 
     # --- route lookup --------------------------------------------------------------------------
 
     def route(self, host: bytes) -> tuple[str, str] | None:
         """(service, app) named by a Host header, or None when it names none."""
+        sites = self.table.sites
+        if sites is not self._sites:
+            self._sites = sites
+            self._routes = {}
         route = self._routes.get(host, _MISSING)
         if route is _MISSING:
-            route = parse_host(host.decode("latin-1"), self.domain)
+            text = host.decode("latin-1")
+            route = parse_host(text, self.domain)
+            if route is None:
+                found = sites.lookup(_hostname(text))
+                route = None if found is None else (found[1], found[0])
             if len(self._routes) >= 4096:
                 self._routes.clear()
             self._routes[host] = route
@@ -107,7 +122,33 @@ class Gateway:
 
     # --- header rewriting ----------------------------------------------------------------------
 
-    def upstream_head(self, req: Request, client_ip: bytes) -> bytes:
+    def special(self, req: Request) -> tuple[bytes, bool] | None:
+        """The router's own answer to a plain HTTP request, when it has one: an ACME HTTP-01
+        key authorization, or a redirect to HTTPS. Call only while `table.sites.active`."""
+        sites = self.table.sites
+        target = req.target
+        # A body is not read: the connection closes after the answer instead.
+        keep = req.keep_alive and req.body == BODY_NONE and not self.stopping
+        if sites.challenges and target.startswith(CHALLENGE_PREFIX):
+            token = target[len(CHALLENGE_PREFIX) :].decode("latin-1")
+            answer = sites.challenges.get(token)
+            if answer is not None:
+                return self.answer(200, [], answer.encode(), keep=keep, request=req), keep
+        if not sites.redirects or self.https_port is None:
+            return None
+        name = _hostname(req.host.decode("latin-1"))
+        found = sites.lookup(name)
+        if found is None or found not in sites.redirects:
+            return None
+        port = b"" if self.https_port == 443 else b":%d" % self.https_port
+        location = b"https://" + name.encode() + port + (target if target[:1] == b"/" else b"/")
+        # 301 for what browsers follow; 308 keeps the method and body of anything else.
+        status = 301 if req.method in (b"GET", b"HEAD") else 308
+        body = b"Moved to " + location + b"\n"
+        data = self.answer(status, [b"Location: " + location], body, keep=keep, request=req)
+        return data, keep
+
+    def upstream_head(self, req: Request, client_ip: bytes, secure: bool = False) -> bytes:
         """The head a process gets for `req`: hop-by-hop headers dropped, X-Forwarded-* set."""
         drop = req.connection_tokens
         lines = [b"Host: " + req.host]
@@ -125,7 +166,7 @@ class Gateway:
         forwarded_for.append(client_ip)
         lines.append(b"X-Forwarded-For: " + b", ".join(forwarded_for))
         lines.append(b"X-Forwarded-Host: " + req.host)
-        lines.append(b"X-Forwarded-Proto: http")
+        lines.append(b"X-Forwarded-Proto: https" if secure else b"X-Forwarded-Proto: http")
         if req.body == BODY_CHUNKED:
             lines.append(b"Transfer-Encoding: chunked")
         if req.upgrade is not None:
@@ -172,9 +213,17 @@ class Gateway:
         self, status: int, message: str, *, keep: bool, request: Request | None = None
     ) -> tuple[bytes, bool]:
         """An error page of the router's own, and whether the connection stays open."""
-        keep = keep and not self.stopping
         body = f"shipmate router: {message}\n".encode()
+        data = self.answer(status, [], body, keep=keep, request=request)
+        return data, keep and not self.stopping
+
+    def answer(
+        self, status: int, extra: list[bytes], body: bytes, *, keep: bool, request: Request | None
+    ) -> bytes:
+        """A whole plain-text response of the router's own."""
+        keep = keep and not self.stopping
         lines = [b"Content-Type: text/plain; charset=utf-8", b"Content-Length: %d" % len(body)]
+        lines += extra
         if not keep:
             lines.append(b"Connection: close")
         elif request is not None and request.version == b"HTTP/1.0":
@@ -183,4 +232,12 @@ class Gateway:
         data = build_head(b"HTTP/1.1 %d %b" % (status, phrase), lines)
         if request is None or request.method != b"HEAD":
             data += body
-        return data, keep
+        return data
+
+
+def _hostname(host: str) -> str:
+    """A Host header's name: lower case, no port, no trailing dot."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return name  # an IPv6 literal names no domain
+    return name.partition(":")[0].rstrip(".")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from shipmate.common.addresses import split_host_port
 from shipmate.common.files import atomic_write
+from shipmate.router.sites import Sites
 from shipmate.router.table import RouteTable
 
 log = logging.getLogger("shipmate.router")
@@ -38,6 +39,11 @@ class Paths:
         return self.home / "routes.json"
 
     @property
+    def certs(self) -> Path:
+        """The certificates with their keys, mode 0600 (see tls.py and docs/architecture.md)."""
+        return self.home / "certs.json"
+
+    @property
     def log(self) -> Path:
         return self.home / "router.log"
 
@@ -57,7 +63,8 @@ def load_table(path: Path) -> RouteTable:
     try:
         data = json.loads(path.read_text())
         # "canaries" came with issue 13; a file written before has none.
-        table.load(data["routes"], data.get("canaries"))
+        # "sites" (domains, redirects, ACME answers) came with issue 15.
+        table.load(data["routes"], data.get("canaries"), Sites.from_json(data.get("sites")))
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -82,7 +89,12 @@ class SavedTable:
         """Write the table (fsync, rename); False when it had not changed."""
         # Still version 1: "canaries" is an addition an older router ignores.
         table = self.table
-        state = {"version": 1, "routes": table.snapshot(), "canaries": table.canaries()}
+        state = {
+            "version": 1,
+            "routes": table.snapshot(),
+            "canaries": table.canaries(),
+            "sites": table.sites.as_json(),
+        }
         text = json.dumps(state, indent=1)
         if text == self._saved:
             return False

@@ -110,7 +110,12 @@ def _last_line(path: Path, offset: int = 0) -> str:
 
 
 def start(
-    paths: Paths, listen: str, domain: str = "localhost", *, workers: int | None = None
+    paths: Paths,
+    listen: str,
+    domain: str = "localhost",
+    *,
+    workers: int | None = None,
+    listen_https: str | None = None,
 ) -> RouterInfo:
     """Start the daemon detached from the caller (its own session, so it outlives the rack
     and signals sent to the rack's group never reach it); return once it answers."""
@@ -133,6 +138,7 @@ def start(
                 "--domain",
                 domain,
                 *(["--workers", str(workers)] if workers else []),
+                *(["--listen-https", listen_https] if listen_https else []),
             ],
             cwd=paths.home,
             stdin=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 from shipmate.common.addresses import join_host_port
@@ -40,6 +41,7 @@ class Router:
         connect_timeout: float = 5.0,
         keepalive_timeout: float = 75.0,
         reuse_port: bool = False,
+        https: tuple[str, int, ssl.SSLContext] | None = None,
     ) -> None:
         self.table = table
         self.host = host
@@ -52,9 +54,15 @@ class Router:
             read_timeout=read_timeout,
             connect_timeout=connect_timeout,
             keepalive_timeout=keepalive_timeout,
+            https_port=None if https is None else https[1],
         )
         self.streams = StreamPath(self.gateway)
         self.fast = FastPath(self.gateway, self.streams)
+        # The HTTPS listener (host, port, context whose SNI callback picks the certificate):
+        # the same gateway, so one table, one pool and one set of counters for both.
+        self.https = https
+        self.fast_tls = FastPath(self.gateway, self.streams, secure=True)
+        self._tls_server: asyncio.Server | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -65,6 +73,12 @@ class Router:
     @property
     def url(self) -> str:
         return "http://" + join_host_port(self.host, self.port)
+
+    @property
+    def https_url(self) -> str | None:
+        if self.https is None:
+            return None
+        return "https://" + join_host_port(self.https[0], self.https[1])
 
     @property
     def listening(self) -> bool:
@@ -81,31 +95,52 @@ class Router:
             reuse_port=self.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.https is not None:
+            host, port, context = self.https
+            try:
+                self._tls_server = await loop.create_server(
+                    self.fast_tls.protocol,
+                    host,
+                    port,
+                    backlog=1024,
+                    ssl=context,
+                    ssl_handshake_timeout=10.0,
+                )
+            except OSError:
+                self._server.close()
+                self._server = None
+                raise
+            port = self._tls_server.sockets[0].getsockname()[1]
+            self.https = host, port, context
+            self.gateway.https_port = port
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop listening, close idle client connections, give exchanges in progress up to
         `grace` seconds to finish, then close everything."""
         self.gateway.stopping = True
-        if self._server is not None:
-            self._server.close()
+        servers = [s for s in (self._server, self._tls_server) if s is not None]
+        for server in servers:
+            server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self.fast.close_idle()
+        self.fast_tls.close_idle()
         await self.streams.stop(grace)
         # Fast-path exchanges in progress close their connection when they finish.
-        while self.fast.clients and loop.time() < deadline:
+        while (self.fast.clients or self.fast_tls.clients) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         self.fast.abort()
+        self.fast_tls.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
         self.gateway.pool.close()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for server in servers:
+            await server.wait_closed()
+        self._server = self._tls_server = None
 
     async def _sweep(self) -> None:
         while True:
@@ -113,4 +148,5 @@ class Router:
             self.gateway.pool.sweep()
             now = time.monotonic()
             self.fast.check(now)
+            self.fast_tls.check(now)
             self.gateway.counters.prune(now, self.table.routed)

@@ -117,5 +117,37 @@ class RemoteRoutes:
         answer = await self._call("POST", "/drained", body, timeout=max(timeout, 0) + 10.0)
         return bool(answer["drained"])
 
+    # --- custom domains, ACME answers, certificates (sites.py, tls.py) -------------------------
+
+    async def set_sites(
+        self, domains: dict[str, tuple[str, str]], redirects: Sequence[tuple[str, str]]
+    ) -> None:
+        """Every custom domain -> (app, service), and the services that redirect to HTTPS."""
+        body = {
+            "domains": {name: list(key) for name, key in domains.items()},
+            "redirects": [list(key) for key in redirects],
+        }
+        await self._call("PUT", "/sites", body)
+
+    async def sites(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/sites"))
+
+    async def set_challenge(self, token: str, answer: str | None) -> None:
+        """Answer /.well-known/acme-challenge/TOKEN on the HTTP port (None: stop)."""
+        if answer is None:
+            await self._call("DELETE", f"/challenges/{token}")
+        else:
+            await self._call("PUT", f"/challenges/{token}", {"answer": answer})
+
+    async def put_cert(self, name: str, cert_pem: str, key_pem: str) -> dict[str, Any]:
+        return dict(await self._call("PUT", f"/certs/{name}", {"cert": cert_pem, "key": key_pem}))
+
+    async def remove_cert(self, name: str) -> None:
+        await self._call("DELETE", f"/certs/{name}")
+
+    async def certs(self) -> dict[str, Any]:
+        """{"https": URL or None, "certs": [{"name", "names", "issuer", "expires"}]}."""
+        return dict(await self._call("GET", "/certs"))
+
     async def aclose(self) -> None:
         await self._client.aclose()

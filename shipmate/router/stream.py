@@ -106,6 +106,8 @@ class StreamPath:
         self.connections[task] = False
         peer = writer.get_extra_info("peername")
         client_ip = str(peer[0]).encode() if isinstance(peer, tuple) else b"unknown"
+        # Connections of the HTTPS listener are TLS transports; the rest are plain.
+        secure = writer.get_extra_info("ssl_object") is not None
         gateway = self.gateway
         try:
             while not gateway.stopping:
@@ -128,7 +130,7 @@ class StreamPath:
                 except ProtocolError as exc:
                     await self._reply(writer, exc.status, f"bad request: {exc.reason}", keep=False)
                     return
-                if not await self._exchange(request, reader, writer, client_ip):
+                if not await self._exchange(request, reader, writer, client_ip, secure):
                     return
                 self.connections[task] = False
         except (OSError, RelayError):
@@ -172,10 +174,16 @@ class StreamPath:
         creader: asyncio.StreamReader,
         cwriter: asyncio.StreamWriter,
         client_ip: bytes,
+        secure: bool,
     ) -> bool:
         """Answer one request; True when the client connection can carry another."""
         gateway = self.gateway
         table = gateway.table
+        if not secure and table.sites.active:
+            special = gateway.special(req)
+            if special is not None:
+                await write(cwriter, special[0], "client")
+                return special[1]
         route = gateway.route(req.host)
         candidates = None if route is None else table.candidates(route[1], route[0])
         if route is None or candidates is None:
@@ -200,7 +208,7 @@ class StreamPath:
                 return False
         elif req.body != BODY_NONE:
             body = None  # streamed once a process is connected
-        head = gateway.upstream_head(req, client_ip)
+        head = gateway.upstream_head(req, client_ip, secure)
         replayable = body is not None and req.method in IDEMPOTENT
 
         failed, reason = candidates[0], "no process answered"

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from shipmate.router.sites import Sites
+
 Key = tuple[str, str]
 Routes = dict[str, dict[str, list[str]]]
 # {app: {service: {"backends": [...], "percent": n}}}, the canary groups as JSON carries them.
@@ -97,6 +99,9 @@ class RouteTable:
         self._weight: dict[Key, int] = {}
         self._inflight: dict[str, int] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
+        # Custom domains, redirects and ACME answers (sites.py): immutable, swapped whole, so
+        # the router reads it without the lock.
+        self.sites = Sites()
 
     # --- writes (runtime) ---------------------------------------------------------------
 
@@ -107,8 +112,11 @@ class RouteTable:
             self._routes[key] = new
             self._leave_canary(key, new)
 
-    def load(self, routes: Routes, canaries: Canaries | None = None) -> None:
-        """Replace every route at once (a `snapshot()` and the `canaries()` of another table)."""
+    def load(
+        self, routes: Routes, canaries: Canaries | None = None, sites: Sites | None = None
+    ) -> None:
+        """Replace every route at once (a `snapshot()` and the `canaries()` of another table),
+        and the sites when given."""
         new = {
             (app, service): _unique(backends)
             for app, services in routes.items()
@@ -126,6 +134,8 @@ class RouteTable:
             self._cursor = {k: v for k, v in self._cursor.items() if k in new}
             self._canary_cursor = {k: v for k, v in self._canary_cursor.items() if k in groups}
             self._weight = {k: v for k, v in self._weight.items() if k in groups}
+            if sites is not None:
+                self.sites = sites
 
     def add_backend(self, app: str, service: str, backend: str) -> None:
         _check_backend(backend)

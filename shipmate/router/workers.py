@@ -29,6 +29,7 @@ from typing import Any
 
 from shipmate.common.addresses import split_host_port
 from shipmate.router.proxy import Router
+from shipmate.router.sites import Sites
 from shipmate.router.table import Canaries, Routes, RouteTable
 
 log = logging.getLogger("shipmate.router")
@@ -47,10 +48,12 @@ def default_count() -> int:
 class Worker:
     """The daemon's handle on one worker process."""
 
-    def __init__(self, index: int, listen: str, domain: str) -> None:
+    def __init__(self, index: int, listen: str, domain: str, https_port: int | None) -> None:
         self.index = index
         self.listen = listen
         self.domain = domain
+        # Workers serve plain HTTP only; they need the HTTPS port for redirects to it.
+        self.https_port = https_port
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -62,7 +65,7 @@ class Worker:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    async def start(self, routes: Routes, canaries: Canaries) -> None:
+    async def start(self, routes: Routes, canaries: Canaries, sites: Sites) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -76,6 +79,7 @@ class Worker:
                 self.listen,
                 "--domain",
                 self.domain,
+                *(["--https-port", str(self.https_port)] if self.https_port else []),
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -84,7 +88,12 @@ class Worker:
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         self._listener = asyncio.create_task(self._listen())
         # The worker listens only once it has the table, and answers this once it listens.
-        message = {"op": "routes", "routes": routes, "canaries": canaries}
+        message = {
+            "op": "routes",
+            "routes": routes,
+            "canaries": canaries,
+            "sites": sites.as_json(),
+        }
         await self.call(message, START_TIMEOUT)
 
     async def _listen(self) -> None:
@@ -131,13 +140,15 @@ class Worker:
 class Workers:
     """The daemon's other router processes (none when `count` is 1)."""
 
-    def __init__(self, count: int, listen: str, domain: str) -> None:
+    def __init__(self, count: int, listen: str, domain: str, https_port: int | None = None) -> None:
         self.count = count
         self.listen = listen
         self.domain = domain
+        self.https_port = https_port
         self.workers: list[Worker] = []
         self._routes: Routes = {}
         self._canaries: Canaries = {}
+        self._sites = Sites()
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -145,11 +156,11 @@ class Workers:
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
 
-    async def start(self, routes: Routes, canaries: Canaries) -> None:
-        self._routes, self._canaries = routes, canaries
+    async def start(self, routes: Routes, canaries: Canaries, sites: Sites) -> None:
+        self._routes, self._canaries, self._sites = routes, canaries, sites
         for index in range(1, self.count):
-            worker = Worker(index, self.listen, self.domain)
-            await worker.start(routes, canaries)
+            worker = Worker(index, self.listen, self.domain, self.https_port)
+            await worker.start(routes, canaries, sites)
             self.workers.append(worker)
             self._watch(worker)
 
@@ -169,9 +180,9 @@ class Workers:
             await asyncio.sleep(RESTART_DELAY)
             if self._stopping:
                 return
-            fresh = Worker(worker.index, self.listen, self.domain)
+            fresh = Worker(worker.index, self.listen, self.domain, self.https_port)
             try:
-                await fresh.start(self._routes, self._canaries)
+                await fresh.start(self._routes, self._canaries, self._sites)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 log.error("router: cannot start a worker: %s", exc)
                 fresh.signal(signal.SIGKILL)
@@ -181,10 +192,15 @@ class Workers:
             self._watch(fresh)
             return
 
-    async def sync(self, routes: Routes, canaries: Canaries) -> None:
-        """Every worker routes by `routes` and `canaries` once this returns."""
-        self._routes, self._canaries = routes, canaries
-        message = {"op": "routes", "routes": routes, "canaries": canaries}
+    async def sync(self, routes: Routes, canaries: Canaries, sites: Sites) -> None:
+        """Every worker routes by `routes`, `canaries` and `sites` once this returns."""
+        self._routes, self._canaries, self._sites = routes, canaries, sites
+        message = {
+            "op": "routes",
+            "routes": routes,
+            "canaries": canaries,
+            "sites": sites.as_json(),
+        }
         await asyncio.gather(*(self._sync_one(w, message) for w in list(self.workers)))
 
     async def _sync_one(self, worker: Worker, message: dict[str, Any]) -> None:
@@ -241,12 +257,13 @@ class Workers:
 # --- the worker process ----------------------------------------------------------------------
 
 
-async def _work(fd: int, listen: str, domain: str) -> None:
+async def _work(fd: int, listen: str, domain: str, https_port: int | None) -> None:
     host, port = split_host_port(listen)
     table = RouteTable()
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     router = Router(table, host, port, domain, reuse_port=True)
+    router.gateway.https_port = https_port
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -266,7 +283,8 @@ async def _work(fd: int, listen: str, domain: str) -> None:
             message = json.loads(line)
             op, ident = message.get("op"), message.get("id")
             if op == "routes":
-                table.load(message["routes"], message.get("canaries"))
+                sites = Sites.from_json(message.get("sites"))
+                table.load(message["routes"], message.get("canaries"), sites)
                 if not router.listening:
                     await router.start()
                 answer({"id": ident})
@@ -298,10 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--domain", default="localhost")
+    parser.add_argument("--https-port", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_work(args.fd, args.listen, args.domain))
+        runner.run(_work(args.fd, args.listen, args.domain, args.https_port))
 
 
 if __name__ == "__main__":
