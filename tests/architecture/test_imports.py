@@ -52,6 +52,19 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "store",
     ),
     "store": ("api", "cli", "services", "runtimes", "router", "web"),
+    # The ACME adapter: handed a router (a protocol) and an event sink, like a runtime.
+    "acme": (
+        "api",
+        "cli",
+        "services",
+        "store",
+        "runtimes",
+        "router",
+        "builder",
+        "rack",
+        "web",
+        "lifecycle",
+    ),
     # The console is an entrypoint beside the API: it calls the use cases and the API's own
     # rules (roles, masking), never an adapter or the CLI.
     "web": ("store", "runtimes", "router", "builder", "cli", "rack", "lifecycle", "bootstrap"),

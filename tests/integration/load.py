@@ -7,6 +7,7 @@ GETs, small POSTs the router buffers and large POSTs it streams, in turn.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -26,8 +27,19 @@ class Outcome:
 
 
 class Load:
-    def __init__(self, url: str, host: str, concurrency: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        host: str,
+        concurrency: int,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        fresh: bool = False,
+    ) -> None:
+        """`url` may be https: the TLS name (SNI) is then `host`, checked against `verify`.
+        With `fresh`, every request opens a connection of its own (a TLS handshake each)."""
         self.url, self.host = url, host
+        self.verify, self.fresh = verify, fresh
         self.done = threading.Event()
         self.outcomes: list[Outcome] = []
         self.lock = threading.Lock()
@@ -41,7 +53,15 @@ class Load:
     def _worker(self, index: int) -> None:
         # One client per worker: one kept-alive connection each, as a browser or an API
         # client holds it across the rollbacks.
-        with httpx.Client(base_url=self.url, headers={"Host": self.host}, timeout=30) as client:
+        limits = httpx.Limits(max_keepalive_connections=0) if self.fresh else httpx.Limits()
+        extensions = {"sni_hostname": self.host} if self.url.startswith("https:") else {}
+        with httpx.Client(
+            base_url=self.url,
+            headers={"Host": self.host},
+            timeout=30,
+            verify=self.verify,
+            limits=limits,
+        ) as client:
             n = index
             while not self.done.is_set():
                 n += 1
@@ -49,7 +69,7 @@ class Load:
                 started = time.monotonic()
                 method = "POST" if body else "GET"
                 try:
-                    resp = client.request(method, "/", content=body or None)
+                    resp = client.request(method, "/", content=body or None, extensions=extensions)
                     data = resp.json() if resp.status_code in (200, 500) else {}
                     status = resp.status_code
                     if status != 200:
