@@ -12,6 +12,7 @@ from shipmate.domain.errors import ShipmateError
 
 DEFAULT_API = "127.0.0.1:7070"
 DEFAULT_ROUTER = "127.0.0.1:7080"
+DEFAULT_ROUTER_HTTPS = "127.0.0.1:7443"
 
 
 def shipmate_home() -> Path:
@@ -26,6 +27,11 @@ class Settings:
     # The API serves HTTPS with these (PEM files); set by `rack start --tls-cert/--tls-key`.
     tls_cert: str | None = None
     tls_key: str | None = None
+    # The router's HTTPS listener (`rack start --router-https`), and where certificates come
+    # from by ACME (`--acme-directory`, `--acme-email`; no directory: imported ones only).
+    router_https: str | None = None
+    acme_directory: str | None = None
+    acme_email: str | None = None
 
     @property
     def builds_dir(self) -> Path:

@@ -26,7 +26,7 @@ from shipmate.domain.errors import ShipmateError
 from shipmate.router import lifecycle as router_daemon
 from shipmate.router.home import Paths as RouterPaths
 from shipmate.router.remote import RemoteRoutes
-from shipmate.services import builds, promotions
+from shipmate.services import builds, domains, promotions
 from shipmate.services.context import Context
 from shipmate.web import console
 
@@ -40,11 +40,15 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
     routes = RemoteRoutes(router_paths.socket)
     ctx = build_context(settings, routes=routes)
     token = load_or_create_token(settings.token_file)
-    router, adopted = await asyncio.to_thread(router_daemon.ensure, router_paths, router_address)
+    router, adopted = await asyncio.to_thread(
+        router_daemon.ensure, router_paths, router_address, "localhost", settings.router_https
+    )
     log.info(
         "router %s at %s (pid %d)", "adopted" if adopted else "started", router.url, router.pid
     )
     ctx.router_url = router.url
+    ctx.router_https_url = router.https_url
+    ctx.sites = routes
     api_host, api_port = split_host_port(api_address, any_port=True)
     # Our own socket, so that port 0 works and rack.json names the port actually bound.
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
@@ -79,13 +83,17 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         loop.add_signal_handler(sig, stop.signalled)
     builds.fail_unfinished(ctx)
     recovery = ctx.spawn(promotions.recover(ctx))
-    ctx.spawn(router_daemon.supervise(router_paths, router.url))
+    ctx.spawn(router_daemon.supervise(router_paths, router.url, https_url=router.https_url))
+    ctx.spawn(_keep_sites(ctx))
+    if settings.acme_directory:
+        ctx.spawn(_acme(ctx, settings, routes))
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started:
         scheme = "https" if settings.tls_cert else "http"
-        _write_rack_file(settings, f"{scheme}://{join_host_port(api_host, api_port)}", router.url)
+        api_url = f"{scheme}://{join_host_port(api_host, api_port)}"
+        _write_rack_file(settings, api_url, router.url, router.https_url)
     try:
         await serving
     finally:
@@ -101,6 +109,45 @@ async def serve(settings: Settings, api_address: str, router_address: str) -> No
         if not adopted and not server.started:
             # This start failed: leave no router behind that nothing will stop.
             await asyncio.to_thread(router_daemon.stop, router_paths)
+
+
+# How often the router's domains and certificates are checked against the store.
+SITES_INTERVAL = 1.0
+
+
+async def _keep_sites(ctx: Context) -> None:
+    """Level-triggered: whatever activated a release or changed a domain, the router's sites
+    follow within a second (services/domains.py sends only what changed)."""
+    while True:
+        try:
+            await domains.sync(ctx)
+        except Exception as exc:
+            log.warning("domains: cannot update the router: %s", exc)
+        await asyncio.sleep(SITES_INTERVAL)
+
+
+async def _acme(ctx: Context, settings: Settings, routes: RemoteRoutes) -> None:
+    """Certificates by ACME for every claimed domain, renewed 30 days before expiry."""
+    from shipmate.acme.issue import Issued, Issuer
+    from shipmate.acme.renewal import Renewer
+
+    assert settings.acme_directory is not None
+    issuer = Issuer(settings.acme_directory, settings.acme_email, settings.home / "acme.json")
+
+    async def saved(name: str, issued: Issued) -> None:
+        await asyncio.to_thread(domains.store_issued, ctx, name, issued.cert_pem, issued.key_pem)
+
+    def event(obj: str, message: str) -> None:
+        domains.cert_event(ctx, obj, message)
+
+    async def names() -> list[str]:
+        return await asyncio.to_thread(domains.claimed_names, ctx)
+
+    renewer = Renewer(issuer, routes, event, saved=saved)
+    await renewer.run(names, interval=ACME_INTERVAL)
+
+
+ACME_INTERVAL = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -179,8 +226,12 @@ class _Stop:
             self.task.cancel()
 
 
-def _write_rack_file(settings: Settings, api_url: str, router_url: str) -> None:
-    data = {"api": api_url, "router": router_url, "pid": os.getpid()}
+def _write_rack_file(
+    settings: Settings, api_url: str, router_url: str, router_https: str | None = None
+) -> None:
+    data: dict[str, object] = {"api": api_url, "router": router_url, "pid": os.getpid()}
+    if router_https:
+        data["router_https"] = router_https
     tmp = settings.rack_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(settings.rack_file)

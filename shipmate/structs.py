@@ -87,3 +87,26 @@ class AuditEntry:
     app: str | None
     target: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A name claimed with `shipmate domains add` for a service of an app."""
+
+    name: str
+    app: str
+    service: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Cert:
+    """A certificate as stored; `key_pem` is the opened (unsealed) key."""
+
+    name: str
+    cert_pem: str
+    key_pem: str
+    issuer: str
+    not_after: datetime
+    source: str  # "import" or "acme"
+    updated_at: datetime

@@ -8,6 +8,7 @@ import shipmate
 from shipmate.api import (
     attach,
     diagnosis,
+    domains,
     errors,
     history,
     retention,
@@ -38,6 +39,7 @@ def create_api(ctx: Context, token: str) -> FastAPI:
     api.include_router(attach.router)
     api.include_router(history.router)
     api.include_router(retention.router)
+    api.include_router(domains.router)
     api.include_router(transfer.router)
     api.include_router(watching.router)
     api.include_router(diagnosis.router)

@@ -26,7 +26,8 @@ from shipmate.services.context import Context
 log = logging.getLogger("shipmate.api.auth")
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-ADMIN_ROUTES = frozenset({("POST", "/apps"), ("DELETE", "/apps/{app}")})
+# Certificates are the rack's, not an app's: importing one is the rack owner's business.
+ADMIN_ROUTES = frozenset({("POST", "/apps"), ("DELETE", "/apps/{app}"), ("POST", "/certs")})
 ADMIN_PREFIX = "/rack/"
 # Reads that hand out an app's code, not its state: for those who may deploy it.
 DEPLOYER_READS = frozenset({("GET", "/apps/{app}/builds/{build_id}/export")})

@@ -40,7 +40,7 @@ from shipmate.domain.errors import InvalidInput, RackStopping
 from shipmate.domain.humanize import rfc3339, utcnow
 from shipmate.domain.ids import validate_app_name
 from shipmate.domain.promotion import release_status
-from shipmate.services import apps, builds, environment, processes, promotions, releases
+from shipmate.services import apps, builds, domains, environment, processes, promotions, releases
 from shipmate.services import logs as app_logs
 from shipmate.services.context import Context
 from shipmate.structs import App, Build, Event, Promotion
@@ -100,7 +100,8 @@ async def create_app(body: AppCreate, ctx: Ctx) -> AppOut:
 
 @router.get("/apps/{app}", response_model=AppOut, tags=["apps"])
 async def app_info(app: AppDep, ctx: Ctx) -> AppOut:
-    return AppOut.of(app, service_urls(ctx, app))
+    names = [f"{c.name} ({c.service})" for c in domains.list_domains(ctx, app.name)]
+    return AppOut.of(app, service_urls(ctx, app), names)
 
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])

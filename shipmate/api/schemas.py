@@ -32,15 +32,20 @@ class AppOut(BaseModel):
     release: str | None
     created: datetime
     router: dict[str, str] = Field(default_factory=dict)
+    # "NAME (service)" of each custom domain, on `apps info` only.
+    domains: list[str] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, app: App, router: dict[str, str] | None = None) -> AppOut:
+    def of(
+        cls, app: App, router: dict[str, str] | None = None, domains: list[str] | None = None
+    ) -> AppOut:
         return cls(
             name=app.name,
             status=app.status,
             release=app.release_id,
             created=app.created_at,
             router=router or {},
+            domains=domains or [],
         )
 
 

@@ -54,6 +54,7 @@ def info(app: str | None, as_json: bool) -> None:
             ("Status", found["status"]),
             ("Release", found["release"] or ""),
             ("Router", routes),
+            *([("Domains", "\n".join(found["domains"]))] if found.get("domains") else []),
         ]
     )
 

@@ -28,6 +28,7 @@ MODULES = (
     "run",
     "security",
     "deploy_debug",
+    "domains",
 )
 COMMANDS = {
     "rack": ("rack", "security"),  # security adds `rack tokens` and `rack rotate-key`
@@ -39,6 +40,8 @@ COMMANDS = {
     "builds": ("builds",),
     "env": ("env",),
     "releases": ("releases",),
+    "domains": ("domains",),
+    "certs": ("domains",),
     **{name: (name,) for name in ("logs", "ps", "scale", "restart", "run")},
 }
 _loaded: set[str] = set()

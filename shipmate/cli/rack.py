@@ -12,7 +12,13 @@ from shipmate import lifecycle
 from shipmate.cli.client import CliError
 from shipmate.cli.common import client, json_option
 from shipmate.cli.output import done, keyvalues, print_json, progress
-from shipmate.config import DEFAULT_API, DEFAULT_ROUTER, Settings, check_api_binding
+from shipmate.config import (
+    DEFAULT_API,
+    DEFAULT_ROUTER,
+    DEFAULT_ROUTER_HTTPS,
+    Settings,
+    check_api_binding,
+)
 
 
 @click.group("rack", invoke_without_command=True)
@@ -89,6 +95,19 @@ def _stopped(settings: Settings, as_json: bool) -> None:
 @click.option("--detach", is_flag=True, help="Run in the background; return once it answers.")
 @click.option("--api", "api", default=DEFAULT_API, show_default=True, metavar="HOST:PORT")
 @click.option("--router", "router", default=DEFAULT_ROUTER, show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--router-https",
+    default=None,
+    metavar="HOST:PORT",
+    help=f"The router's HTTPS listener [default: {DEFAULT_ROUTER_HTTPS}; port 0 with --router :0]",
+)
+@click.option(
+    "--acme-directory",
+    default=None,
+    metavar="URL",
+    help="ACME server: certificates for every domain.",
+)
+@click.option("--acme-email", default=None, help="Contact address of the ACME account.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: serve HTTPS.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
 @click.option(
@@ -100,13 +119,24 @@ def start(
     detach: bool,
     api: str,
     router: str,
+    router_https: str | None,
+    acme_directory: str | None,
+    acme_email: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     insecure: bool,
 ) -> None:
     """Run the rack: API, runtime and router."""
     check_api_binding(api, tls_cert, tls_key, insecure)
-    settings = Settings.from_env()
+    if router_https is None:
+        # A router on any free port (tests, several racks) gets an HTTPS port likewise.
+        router_https = "127.0.0.1:0" if router.endswith(":0") else DEFAULT_ROUTER_HTTPS
+    settings = replace(
+        Settings.from_env(),
+        router_https=router_https,
+        acme_directory=acme_directory,
+        acme_email=acme_email,
+    )
     if tls_cert and tls_key:
         settings = replace(
             settings, tls_cert=os.path.abspath(tls_cert), tls_key=os.path.abspath(tls_key)

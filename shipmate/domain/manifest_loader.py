@@ -211,7 +211,23 @@ class _Loader:
                 termination.get("grace", 30), f"{path}.termination.grace", low=0
             ),
             watch=self.watch(deployment.get("watch"), f"{path}.deployment.watch"),
+            domains=self.domains(data.get("domain"), f"{path}.domain"),
+            https_redirect=self.https(data.get("https"), f"{path}.https"),
         )
+
+    def domains(self, value: object, path: str) -> tuple[str, ...]:
+        """`domain: www.example.com` or a list of them; `${VAR}` is expanded per release."""
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        return tuple(self.string(item, f"{path}[{i}]").strip() for i, item in enumerate(items))
+
+    def https(self, value: object, path: str) -> bool:
+        if value is None:
+            return False
+        if value != "redirect":
+            raise self.error(path, f"expected `redirect`, got {_describe(value)}")
+        return True
 
     def watch(self, value: object, path: str) -> WatchRule | None:
         """`deployment.watch`: {duration: s, errors: % of 5xx, latency: p95 ms, requests: n}."""

@@ -75,6 +75,10 @@ class Service:
     memory: int | None = None
     cpu: int | None = None
     watch: WatchRule | None = None  # deployment.watch: judged by the router's counts
+    # `domain:` as written (one name or a list, `${VAR}` expanded from the release's env when
+    # routed: domain/domains.py); `https: redirect` sends plain HTTP on to HTTPS.
+    domains: tuple[str, ...] = ()
+    https_redirect: bool = False
 
 
 @dataclass(frozen=True)

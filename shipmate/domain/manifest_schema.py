@@ -23,7 +23,18 @@ TOP_IGNORED = frozenset(
     }
 )
 SERVICE_KEYS = frozenset(
-    {"build", "command", "deployment", "environment", "health", "port", "scale", "termination"}
+    {
+        "build",
+        "command",
+        "deployment",
+        "domain",
+        "environment",
+        "health",
+        "https",
+        "port",
+        "scale",
+        "termination",
+    }
 )
 SERVICE_IGNORED = frozenset(
     {
@@ -35,7 +46,6 @@ SERVICE_IGNORED = frozenset(
         "disableHostUsers",
         "dnsConfig",
         "dockerfile",
-        "domain",
         "drain",
         "grpcHealthEnabled",
         "image",

@@ -36,6 +36,7 @@ class RouterInfo:
     pid: int
     url: str
     started: str
+    https_url: str | None = None
 
 
 def health(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -82,7 +83,12 @@ def running(paths: Paths) -> RouterInfo | None:
     answer = health(paths)
     if answer is None or answer.get("pid") != pid:
         return None
-    return RouterInfo(pid=pid, url=str(answer["url"]), started=str(answer.get("started", "")))
+    return RouterInfo(
+        pid=pid,
+        url=str(answer["url"]),
+        started=str(answer.get("started", "")),
+        https_url=answer.get("https_url"),
+    )
 
 
 def _same_address(url: str, listen: str) -> bool:
@@ -163,7 +169,9 @@ def start(
         ) from None
 
 
-def ensure(paths: Paths, listen: str, domain: str = "localhost") -> tuple[RouterInfo, bool]:
+def ensure(
+    paths: Paths, listen: str, domain: str = "localhost", listen_https: str | None = None
+) -> tuple[RouterInfo, bool]:
     """The running router (adopted) or a new one; True when adopted.
 
     A running router is kept even when `listen` asks for another address: replacing it would
@@ -181,7 +189,7 @@ def ensure(paths: Paths, listen: str, domain: str = "localhost") -> tuple[Router
                 listen,
             )
         return info, True
-    return start(paths, listen, domain), False
+    return start(paths, listen, domain, listen_https=listen_https), False
 
 
 def stop(paths: Paths, timeout: float = STOP_TIMEOUT) -> RouterInfo | None:
@@ -199,19 +207,26 @@ def stop(paths: Paths, timeout: float = STOP_TIMEOUT) -> RouterInfo | None:
     return info
 
 
-async def supervise(paths: Paths, url: str, interval: float = 2.0) -> None:
+async def supervise(
+    paths: Paths, url: str, interval: float = 2.0, https_url: str | None = None
+) -> None:
     """Start the router again, on the same address, whenever it is found not running (the
     rack runs this for as long as it lives; the table comes back from routes.json)."""
     parsed = urlsplit(url)
     assert parsed.hostname is not None and parsed.port is not None
     listen = join_host_port(parsed.hostname, parsed.port)
+    listen_https = None
+    if https_url:
+        secure = urlsplit(https_url)
+        assert secure.hostname is not None and secure.port is not None
+        listen_https = join_host_port(secure.hostname, secure.port)
     while True:
         await asyncio.sleep(interval)
         if await asyncio.to_thread(running, paths) is not None:
             continue
         log.warning("router: not running; starting it again on %s", listen)
         try:
-            info = await asyncio.to_thread(start, paths, listen)
+            info = await asyncio.to_thread(start, paths, listen, listen_https=listen_https)
         except RouterError as exc:
             log.error("router: %s", exc)
         else:

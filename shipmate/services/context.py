@@ -21,6 +21,11 @@ class Context:
     notifier: Notifier
     events: EventLog
     router_url: str = ""
+    router_https_url: str | None = None
+    # The router's sites and certificates (services.domains.SitesPort; None: not wired), and
+    # what services.domains.sync last sent it.
+    sites: Any = None
+    sites_sent: Any = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     promotions: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running, by id
     # Watched promotions by app (services.watch), and their tasks.

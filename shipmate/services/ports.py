@@ -16,7 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from shipmate.structs import App, AuditEntry, Build, Event, Promotion, Release, Token
+from shipmate.structs import App, AuditEntry, Build, Cert, Domain, Event, Promotion, Release, Token
 
 
 class AppRepository(Protocol):
@@ -215,6 +215,31 @@ class SealedEnvironments(Protocol):
         """
 
 
+class DomainRepository(Protocol):
+    def add(self, name: str, app: str, service: str) -> Domain:
+        """Conflict when the name is claimed already."""
+
+    def find(self, name: str) -> Domain | None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def list(self, app: str | None = None) -> list[Domain]:
+        """By name."""
+
+
+class CertRepository(Protocol):
+    def put(
+        self, name: str, cert_pem: str, key_pem: str, issuer: str, not_after: datetime, source: str
+    ) -> Cert:
+        """Add or replace; the key is sealed with the unit of work's key ring."""
+
+    def find(self, name: str) -> Cert | None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def list(self) -> list[Cert]: ...
+
+
 class UnitOfWork(Protocol):
     # Read-only properties, so that an implementation's own repository classes fit.
     @property
@@ -235,6 +260,10 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditRepository: ...
     @property
     def environments(self) -> SealedEnvironments: ...
+    @property
+    def domains(self) -> DomainRepository: ...
+    @property
+    def certs(self) -> CertRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -24,7 +24,7 @@ from shipmate.runtimes.base import (
     RolloutFailed,
     ServiceSpec,
 )
-from shipmate.services import audit, autorollback, canary, watch
+from shipmate.services import audit, autorollback, canary, domains, watch
 from shipmate.services.apps import ensure_changeable, finish_deletes
 from shipmate.services.context import Context
 from shipmate.services.ports import UnitOfWork
@@ -127,6 +127,7 @@ def begin(
     app = ensure_changeable(uow.apps.lock(release.app))
     ensure_idle(uow, app.name)
     desired_state(ctx, release, wait)
+    domains.check_release(uow, release)  # its `domain:` names: expandable, and no one else's
     if app.release_id is not None:
         # The revert target must be runnable too, or a failed promotion could not revert.
         uow.releases.get(app.name, app.release_id)

@@ -11,6 +11,7 @@ from shipmate.store.records import Repository, app_of
 from shipmate.store.tables import (
     AppRow,
     BuildRow,
+    DomainRow,
     EventRow,
     FormationRow,
     PromotionRow,
@@ -81,7 +82,7 @@ class SqlApps(Repository):
         return app_of(row)
 
     def delete(self, name: str) -> None:
-        for model in (EventRow, PromotionRow, ReleaseRow, BuildRow, FormationRow):
+        for model in (EventRow, PromotionRow, ReleaseRow, BuildRow, FormationRow, DomainRow):
             self.session.execute(delete(model).where(model.app == name))
         self.session.execute(delete(AppRow).where(AppRow.name == name))
 

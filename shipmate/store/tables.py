@@ -168,3 +168,28 @@ class FormationRow(Base):
     app: Mapped[str] = mapped_column(ForeignKey("apps.name", ondelete="CASCADE"), primary_key=True)
     service: Mapped[str] = mapped_column(String(30), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class DomainRow(Base):
+    """A name an app claimed with `shipmate domains add` (the manifest's are read from the
+    active release); one app per name, so the primary key refuses a second claim."""
+
+    __tablename__ = "domains"
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    app: Mapped[str] = mapped_column(ForeignKey("apps.name", ondelete="CASCADE"), index=True)
+    service: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CertRow(Base):
+    """A certificate for a domain: imported, or from ACME. The key is sealed with the store's
+    key ring, as environments are."""
+
+    __tablename__ = "certs"
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_sealed: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(String(200))
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(16))  # "import" or "acme"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

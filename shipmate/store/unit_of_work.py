@@ -12,6 +12,7 @@ from shipmate.store.crypto import Keyring
 from shipmate.store.events import SqlAudit, SqlEvents
 from shipmate.store.promotions import SqlPromotions
 from shipmate.store.releases import SqlEnvironments, SqlReleases
+from shipmate.store.sites import SqlCerts, SqlDomains
 from shipmate.store.tokens import SqlTokens
 
 
@@ -32,6 +33,8 @@ class SqlUnitOfWork:
     tokens: SqlTokens
     audit: SqlAudit
     environments: SqlEnvironments
+    domains: SqlDomains
+    certs: SqlCerts
 
     def __init__(self, sessions: sessionmaker[Session], keyring: Keyring) -> None:
         self._sessions = sessions
@@ -51,6 +54,8 @@ class SqlUnitOfWork:
         self.tokens = SqlTokens(session)
         self.audit = SqlAudit(session)
         self.environments = SqlEnvironments(session, self.keyring)
+        self.domains = SqlDomains(session)
+        self.certs = SqlCerts(session, self.keyring)
         return self
 
     def __exit__(

@@ -493,7 +493,6 @@ def test_a_convox_manifest_warns_of_each_ignored_key():
         "ignored by this runtime: services.api.agent",
         "ignored by this runtime: services.api.annotations",
         "ignored by this runtime: services.api.build.manifest",
-        "ignored by this runtime: services.api.domain",
         "ignored by this runtime: services.api.health.disable",
         "ignored by this runtime: services.api.ports",
         "ignored by this runtime: services.api.resources",
@@ -509,6 +508,8 @@ def test_a_convox_manifest_warns_of_each_ignored_key():
     }
     assert set(warnings) == expected
     assert len(warnings) == len(expected)
+    # `domain:` is routed (issue 15), not ignored.
+    assert load(CONVOX, "convox.yml").service("api").domains == ("foo.example.org",)
     # http is what the router speaks: no warning for it.
     assert not any("services.foo.port" in w for w in warnings)
 
@@ -519,7 +520,6 @@ def test_a_convox_manifest_warns_of_each_ignored_key():
         "agent: true",
         "resources: [db]",
         "volumes: [/data]",
-        "domain: a.example.com",
         "image: nginx",
         "links: [db]",
         "sticky: true",
