@@ -55,7 +55,9 @@ class Pebble:
                 process.wait()
 
 
-def start(workdir: Path, http_port: int) -> Pebble:
+def start(workdir: Path, http_port: int, validity: int | None = None) -> Pebble:
+    """Pebble validating HTTP-01 on `http_port`; `validity` (seconds) for the certificates
+    it issues (its own default: five years)."""
     if shutil.which("pebble") is None or shutil.which("pebble-challtestsrv") is None:
         if os.environ.get("SHIPMATE_REQUIRE_PEBBLE"):
             pytest.fail("pebble is not installed (apt-get install pebble)", pytrace=False)
@@ -77,6 +79,7 @@ def start(workdir: Path, http_port: int) -> Pebble:
             "tlsPort": tls,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,
+            **({"certificateValidityPeriod": validity} if validity else {}),
         }
     }
     (workdir / "pebble.json").write_text(json.dumps(config))

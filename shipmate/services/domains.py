@@ -232,7 +232,8 @@ def cert_event(ctx: Context, obj: str, message: str) -> None:
         claims, _ = active_claims(uow)
         owner = next((c.app for c in claims if c.name == name), None)
         if owner is not None:
-            uow.events.add(owner, "router", obj, message, None)
+            # The renewer names it `router/cert/NAME`; the source is `system/router/...`.
+            uow.events.add(owner, "router", obj.removeprefix("router/"), message, None)
     log.info("system/router/%s %s", obj, message)
     ctx.notifier.notify()
 
