@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Router benchmark: requests/s and p99 latency direct to a backend process, through
-shipmate's router and through HAProxy, with the same load generator (wrk), in one run.
+shipmate's router and through HAProxy, with the same load generator (wrk), in one run; and
+over HTTPS (both ending TLS with the same certificate), kept-alive and a new connection per
+request.
 
     python bench/router.py                 # ~3 minutes; prints a table, writes bench/results/
     python bench/router.py --duration 5 --rounds 1
@@ -102,14 +104,18 @@ frontend backend
 """
 
 
-def proxy_config(port: int, backend: int) -> str:
-    # Debian's defaults otherwise: one thread per CPU, keep-alive on both sides.
+def proxy_config(port: int, backend: int, tls_port: int, pem: Path) -> str:
+    # Debian's defaults otherwise: one thread per CPU, keep-alive on both sides; TLS ended
+    # with the same certificate as the router's, plain HTTP to the backend as the router does.
     return f"""
 global
   maxconn 4096
 {DEFAULTS}
 frontend proxy
   bind 127.0.0.1:{port}
+  default_backend app
+frontend tls
+  bind 127.0.0.1:{tls_port} ssl crt {pem}
   default_backend app
 backend app
   server app1 127.0.0.1:{backend}
@@ -151,8 +157,49 @@ def interpreter(checkout: Path) -> tuple[str, dict[str, str]]:
     return python, env
 
 
+def make_cert(workdir: Path) -> tuple[str, str, Path]:
+    """A self-signed certificate for HOST and 127.0.0.1 (EC P-256, as ACME clients default
+    to): (cert PEM, key PEM, both in one file for HAProxy's `crt`)."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.now(UTC)
+    alt = [x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    pem = workdir / "bench.pem"
+    pem.write_text(cert_pem + key_pem)
+    return cert_pem, key_pem, pem
+
+
 def start_router(
-    workdir: Path, name: str, port: int, backend: int, workers: int | None, checkout: Path = ROOT
+    workdir: Path,
+    name: str,
+    port: int,
+    backend: int,
+    workers: int | None,
+    checkout: Path = ROOT,
+    tls: tuple[int, str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     home = workdir / f"{name}-home"
     home.mkdir()
@@ -160,7 +207,8 @@ def start_router(
     log = workdir / f"{name}.log"
     proc = subprocess.Popen(
         [python, "-m", "shipmate.router", "--home", str(home), "--listen", f"127.0.0.1:{port}"]
-        + (["--workers", str(workers)] if workers else []),
+        + (["--workers", str(workers)] if workers else [])
+        + (["--listen-https", f"127.0.0.1:{tls[0]}"] if tls else []),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=checkout,
@@ -175,11 +223,15 @@ def start_router(
     transport = httpx.HTTPTransport(uds=str(sock))
     with httpx.Client(transport=transport, base_url="http://router") as admin:
         admin.put("/routes/bench/web", json={"backends": [f"127.0.0.1:{backend}"]})
+        if tls:
+            answer = admin.put("/certs/bench", json={"cert": tls[1], "key": tls[2]})
+            if answer.status_code != 200:
+                raise SystemExit(f"ERROR: the router refused the certificate: {answer.text}")
         workers = admin.get("/health").json()["workers"]
     return proc, 1 + len(workers)
 
 
-def balanced_order(targets: list[tuple[str, int]], round_: int) -> list[tuple[str, int]]:
+def balanced_order(targets: list[tuple[str, str]], round_: int) -> list[tuple[str, str]]:
     """The order of the targets in one round. A target measured right after `direct` can lose
     up to half its requests/s (its backlog), so no target may take that place more often than
     another: every second round is the one before with the two routers swapped, and each pair
@@ -213,9 +265,17 @@ def parse_wrk(out: str) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total, "errors": errors}
 
 
-def wrk(url: str, args: argparse.Namespace, duration: float, script: Path | None) -> str:
+def wrk(
+    url: str,
+    args: argparse.Namespace,
+    duration: float,
+    script: Path | None,
+    headers: tuple[str, ...] = (),
+) -> str:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration:g}s", "--latency"]
     cmd += ["-H", f"Host: {HOST}"]
+    for header in headers:
+        cmd += ["-H", header]
     if script is not None:
         cmd += ["-s", str(script)]
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60)
@@ -289,10 +349,23 @@ def main() -> None:
         if args.against is not None:
             ports["against"] = free_port()
         ports["haproxy"] = free_port()
+        tls_ports = {"shipmate": free_port(), "haproxy": free_port()}
+        cert_pem, key_pem, pem = make_cert(workdir)
         procs.append(haproxy(workdir, "backend", backend_config(ports["direct"])))
-        procs.append(haproxy(workdir, "proxy", proxy_config(ports["haproxy"], ports["direct"])))
+        procs.append(
+            haproxy(
+                workdir,
+                "proxy",
+                proxy_config(ports["haproxy"], ports["direct"], tls_ports["haproxy"], pem),
+            )
+        )
         router, info["router_processes"] = start_router(
-            workdir, "shipmate", ports["shipmate"], ports["direct"], args.router_workers
+            workdir,
+            "shipmate",
+            ports["shipmate"],
+            ports["direct"],
+            args.router_workers,
+            tls=(tls_ports["shipmate"], cert_pem, key_pem),
         )
         procs.append(router)
         if args.against is not None:
@@ -305,25 +378,31 @@ def main() -> None:
                 args.against,
             )
             procs.append(other)
-        for port in ports.values():
+        for port in [*ports.values(), *tls_ports.values()]:
             wait_port(port)
-        scenarios = {"GET": None, f"POST {POST_BYTES} B": post}
-        runs: dict[str, dict[str, list[dict[str, float]]]] = {
-            s: {t: [] for t in ports} for s in scenarios
+        plain = {t: f"http://127.0.0.1:{p}/" for t, p in ports.items()}
+        secure = {t: f"https://127.0.0.1:{p}/" for t, p in tls_ports.items()}
+        # HTTPS: kept-alive connections, then a new connection (a full handshake) per request.
+        scenarios: dict[str, tuple[Path | None, tuple[str, ...], dict[str, str]]] = {
+            "GET": (None, (), plain),
+            f"POST {POST_BYTES} B": (post, (), plain),
+            "HTTPS GET": (None, (), secure),
+            "HTTPS new conn": (None, ("Connection: close",), secure),
         }
-        for scenario, script in scenarios.items():
-            for port in ports.values():
-                wrk(f"http://127.0.0.1:{port}/", args, args.warmup, script)
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {
+            s: {t: [] for t in urls} for s, (_, _, urls) in scenarios.items()
+        }
+        for scenario, (script, headers, urls) in scenarios.items():
+            for url in urls.values():
+                wrk(url, args, args.warmup, script, headers)
             for round_ in range(args.rounds):
-                order = balanced_order(list(ports.items()), round_)
-                for target, port in order:
-                    figures = parse_wrk(
-                        wrk(f"http://127.0.0.1:{port}/", args, args.duration, script)
-                    )
+                order = balanced_order(list(urls.items()), round_)
+                for target, url in order:
+                    figures = parse_wrk(wrk(url, args, args.duration, script, headers))
                     runs[scenario][target].append(figures)
                     time.sleep(args.pause)  # let the backlog of this target clear first
                     print(
-                        f"  {scenario:<12} round {round_ + 1}/{args.rounds} {target:<9} "
+                        f"  {scenario:<14} round {round_ + 1}/{args.rounds} {target:<9} "
                         f"{figures['rps']:>10,.0f} req/s  p99 {figures['p99_ms']:.2f} ms",
                         flush=True,
                     )
@@ -341,7 +420,7 @@ def main() -> None:
         }
     print()
     info["load_after"] = os.getloadavg()
-    print(f"{'scenario':<14}{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'scenario':<16}{'target':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     names = {
         "direct": "direct",
         "shipmate": "shipmate router",
@@ -351,13 +430,13 @@ def main() -> None:
     for scenario, targets in summary.items():
         for target, s in targets.items():
             print(
-                f"{scenario:<14}{names[target]:<16}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}"
+                f"{scenario:<16}{names[target]:<16}{s['rps']:>10,.0f}{s['p50_ms']:>9.2f}"
                 f"{s['p99_ms']:>9.2f}{s['errors']:>8}"
             )
         for target in ("shipmate", "against"):
             if target in targets:
                 ratio = targets[target]["rps"] / targets["haproxy"]["rps"]
-                print(f"{'':<14}{names[target]} / haproxy: {ratio:.2f} of the requests/s")
+                print(f"{'':<16}{names[target]} / haproxy: {ratio:.2f} of the requests/s")
     if args.against is not None:
         print(f"against: {args.against.resolve()}")
     print(
