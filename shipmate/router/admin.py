@@ -328,7 +328,11 @@ class Admin:
 
     async def set_cert(self, request: Request) -> JSONResponse:
         if self.certs is None:
-            raise AdminError(409, "this router has no HTTPS listener (rack start --router-https)")
+            raise AdminError(
+                409,
+                "this router has no HTTPS listener: `shipmate rack stop --all`, then "
+                "`shipmate rack start --router-https HOST:PORT`",
+            )
         name = request.path_params["name"]
         if request.method == "DELETE":
             await _body(request)
