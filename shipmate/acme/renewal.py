@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shipmate.acme.issue import AcmeError, Issued, Issuer
+from shipmate.acme.issue import Issued, Issuer
 from shipmate.domain.certs import renewal_due, retry_delay
 
 log = logging.getLogger("shipmate.acme")
@@ -85,7 +85,7 @@ class Renewer:
             if self.saved is not None:
                 await self.saved(domain, issued)
             info = await self.router.put_cert(domain, issued.cert_pem, issued.key_pem)
-        except (AcmeError, Exception) as exc:
+        except Exception as exc:  # AcmeError, or the router's refusal: retried later
             failures = self.failures.get(domain, 0) + 1
             self.failures[domain] = failures
             wait = retry_delay(failures)

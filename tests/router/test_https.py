@@ -5,6 +5,7 @@ HTTP-01 answers on the HTTP port (from every router process)."""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import stat
 from collections.abc import Iterator
@@ -191,3 +192,21 @@ def test_a_router_without_https_says_how_to_get_it(paths: Paths, ca: CA) -> None
     lifecycle.start(paths, "127.0.0.1:0")
     with pytest.raises(RouterError, match=r"no HTTPS listener: `shipmate rack stop --all`, then"):
         call(paths, "put_cert", DOMAIN, *ca.issue(DOMAIN))
+
+
+def test_the_stream_path_over_tls_says_https_too(paths: Paths, backend: Backend, ca: CA) -> None:
+    # HTTP/1.0 is the stream path's: the fast path hands the TLS connection over.
+    _, url = serve(paths, backend, ca)
+    port = int(url.rsplit(":", 1)[1])
+    context = ca.client_context()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=DOMAIN) as tls,
+    ):
+        tls.sendall(f"GET /old HTTP/1.0\r\nHost: {DOMAIN}\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["headers"]["X-Forwarded-Proto"] == "https"
