@@ -41,11 +41,12 @@ class Sites:
     domains: Mapping[str, Key] = field(default_factory=dict)
     redirects: frozenset[Key] = frozenset()
     challenges: Mapping[str, str] = field(default_factory=dict)
+    # Whether plain HTTP requests need a look before they are routed (redirect, ACME): read
+    # on every request, so computed once rather than a property.
+    active: bool = field(init=False, default=False)
 
-    @property
-    def active(self) -> bool:
-        """Whether plain HTTP requests need a look before they are routed (redirect, ACME)."""
-        return bool(self.redirects or self.challenges)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "active", bool(self.redirects or self.challenges))
 
     def lookup(self, name: str) -> Key | None:
         """(app, service) for a host name (no port, lower case); an exact name wins over a
