@@ -24,6 +24,12 @@ EXPECTED = {
     ("POST", "/apps"): "admin",
     ("GET", "/apps/{app}"): "viewer",
     ("DELETE", "/apps/{app}"): "admin",
+    # Domains are an app's (deployers change them); certificates are the rack's.
+    ("GET", "/apps/{app}/domains"): "viewer",
+    ("POST", "/apps/{app}/domains"): "deployer",
+    ("DELETE", "/apps/{app}/domains/{name}"): "deployer",
+    ("GET", "/certs"): "viewer",
+    ("POST", "/certs"): "admin",
     ("POST", "/apps/{app}/builds"): "deployer",
     ("GET", "/apps/{app}/builds"): "viewer",
     ("GET", "/apps/{app}/builds/{build_id}"): "viewer",
