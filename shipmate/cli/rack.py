@@ -96,6 +96,25 @@ def _stopped(settings: Settings, as_json: bool) -> None:
     is_flag=True,
     help="Allow plain HTTP on a non-loopback --api (a TLS proxy in front encrypts it).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["local", "swarm"]),
+    default="local",
+    show_default=True,
+    help="What runs the apps: processes on this machine, or Docker Swarm services.",
+)
+@click.option(
+    "--registry",
+    default=None,
+    metavar="HOST:PORT",
+    help="The registry images are pushed to and run from (container runtimes).",
+)
+@click.option(
+    "--docker-host",
+    default=None,
+    metavar="URL",
+    help="The Docker engine of --runtime swarm (default: $DOCKER_HOST).",
+)
 def start(
     detach: bool,
     api: str,
@@ -103,10 +122,17 @@ def start(
     tls_cert: str | None,
     tls_key: str | None,
     insecure: bool,
+    runtime: str,
+    registry: str | None,
+    docker_host: str | None,
 ) -> None:
     """Run the rack: API, runtime and router."""
     check_api_binding(api, tls_cert, tls_key, insecure)
-    settings = Settings.from_env()
+    if runtime == "swarm" and not registry:
+        raise CliError("--runtime swarm needs --registry HOST:PORT (where images are pushed)")
+    settings = replace(
+        Settings.from_env(), runtime=runtime, registry=registry, docker_host=docker_host
+    )
     if tls_cert and tls_key:
         settings = replace(
             settings, tls_cert=os.path.abspath(tls_cert), tls_key=os.path.abspath(tls_key)
