@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.engine import Engine, find_engine
@@ -137,3 +138,43 @@ def test_on_the_local_runtime_a_dockerfile_app_is_one_line_error(
     assert result.code == 1
     assert result.err.count("\n") == 1
     assert "a Dockerfile needs a container runtime" in result.err, result.err
+
+
+def test_a_restarted_rack_adopts_its_services_by_label(
+    engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    home = reachable_home(tmp_path_factory.mktemp("swarm-adopt"))
+    extra = (
+        "--runtime",
+        "swarm",
+        "--registry",
+        engine.registry,
+        "--docker-host",
+        engine.docker_host,
+    )
+    with running_rack(home, extra=extra) as rack:
+        r1 = _release(rack.deploy("adopted"))
+        router = rack.info["router"]
+        load = Load(router, "web.adopted.localhost", 2)
+        try:
+            rack.ok("rack", "stop")
+            # The engine and the router kept serving.
+            served = httpx.get(router, headers={"Host": "web.adopted.localhost"}, timeout=10)
+            assert served.json()["release"] == r1
+            rack.ok(
+                "rack",
+                "start",
+                "--detach",
+                "--api",
+                "127.0.0.1:0",
+                "--router",
+                "127.0.0.1:0",
+                *extra,
+            )
+        finally:
+            outcomes = load.stop()
+        assert [o for o in outcomes if o.problem is not None] == []
+        ps = rack.ok("ps", "-a", "adopted").splitlines()
+        assert len(ps) == 2 and r1 in ps[1]
+        r2 = _release(rack.ok("env", "set", "FOO=after", "--promote", "-a", "adopted"))
+        assert rack.get("adopted").json()["release"] == r2
