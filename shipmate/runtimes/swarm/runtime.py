@@ -37,7 +37,7 @@ from shipmate.runtimes.base import (
 )
 from shipmate.runtimes.swarm import services as specs
 
-POLL = 0.1
+POLL = 0.03
 DRAIN_TIMEOUT = 30.0
 # Task states (Docker's TaskState) that end a task.
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
