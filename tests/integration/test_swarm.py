@@ -178,3 +178,14 @@ def test_a_restarted_rack_adopts_its_services_by_label(
         assert len(ps) == 2 and r1 in ps[1]
         r2 = _release(rack.ok("env", "set", "FOO=after", "--promote", "-a", "adopted"))
         assert rack.get("adopted").json()["release"] == r2
+
+
+def test_a_release_whose_tasks_exit_is_reverted(swarm_rack: Rack) -> None:
+    rack = swarm_rack
+    r1 = _release(rack.deploy("failing"))
+    result = rack.run("env", "set", "BOOT_FAIL=1", "--promote", "-a", "failing", "--wait", "60")
+    assert result.code == 1 and result.err.startswith("ERROR: rollback"), result.err
+    assert re.search(r"system/swarm/\w+ exited 3", result.out), result.out
+    assert "system/swarm/atom/app Status: Updating => Error" in result.out
+    assert "system/swarm/atom/app Status: Rollback => Reverted" in result.out
+    assert rack.get("failing").json()["release"] == r1
