@@ -4,18 +4,29 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Only the local runtime exists so far; a runtime asked for and not there is said, not ignored.
+# A runtime asked for and not there is said, not ignored. --down stops what a run started:
+# the rack, its apps, its router and (swarm) every engine process of scripts/engine-up.sh.
 runtime=local
+down=
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=${2:-}; shift 2 || shift ;;
     --runtime=*) runtime=${1#--runtime=}; shift ;;
-    *) echo "ERROR: unknown argument $1: usage: ./quickstart.sh [--runtime local]" >&2; exit 2 ;;
+    --down) down=1; shift ;;
+    *) echo "ERROR: unknown argument $1: usage: ./quickstart.sh [--runtime local|swarm] [--down]" >&2; exit 2 ;;
   esac
 done
-if [ "$runtime" != local ]; then
-  echo "ERROR: runtime '$runtime' is not available yet: only 'local' is (./quickstart.sh)" >&2
+if [ "$runtime" != local ] && [ "$runtime" != swarm ]; then
+  echo "ERROR: runtime '$runtime' is not available yet: only 'local' and 'swarm' are (./quickstart.sh)" >&2
   exit 2
+fi
+if [ -n "$down" ]; then
+  if [ -x .venv/bin/shipmate ]; then
+    .venv/bin/shipmate apps delete hello >/dev/null 2>&1 || true
+    .venv/bin/shipmate rack stop --all || true
+  fi
+  [ -x scripts/engine-down.sh ] && scripts/engine-down.sh
+  exit 0
 fi
 
 python=${PYTHON:-python3}
@@ -40,8 +51,20 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 # `shipmate rack` answers for a stopped rack too (Status stopped): ask for its status.
 status=$(shipmate rack --json 2>/dev/null | python -c 'import json,sys; print(json.load(sys.stdin).get("status", ""))' || true)
+start_args=()
+if [ "$runtime" = swarm ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ERROR: --runtime swarm installs and starts a Docker engine: run as root" >&2
+    exit 1
+  fi
+  # The engine, a registry on loopback, a one-node swarm and a locally made base image.
+  engine_env=$(scripts/engine-up.sh)
+  docker_host=$(echo "$engine_env" | sed -n 's/^DOCKER_HOST=//p')
+  registry=$(echo "$engine_env" | sed -n 's/^SHIPMATE_REGISTRY=//p')
+  start_args=(--runtime swarm --registry "$registry" --docker-host "$docker_host")
+fi
 if [ "$status" != "running" ]; then
-  shipmate rack start --detach
+  shipmate rack start --detach "${start_args[@]}"
 fi
 shipmate apps info -a hello >/dev/null 2>&1 || shipmate apps create hello
 shipmate deploy examples/hello -a hello

@@ -39,7 +39,14 @@ def build_context(
     if store is None:
         store = open_store(settings)
     notifier = Notifier()
-    if runtime is None:
+    if runtime is None and settings.runtime == "swarm":
+        from shipmate.runtimes.swarm.runtime import SwarmRuntime
+
+        if routes is None:
+            routes = RemoteRoutes(RouterPaths(settings.home).socket)
+        runtime = SwarmRuntime(settings.docker_host, routes)
+        events = EventLog(store, runtime.name, notifier)
+    elif runtime is None:
         events = EventLog(store, LocalRuntime.name, notifier)
         if routes is None:
             routes = RemoteRoutes(RouterPaths(settings.home).socket)

@@ -32,6 +32,17 @@ class Settings:
     router_https: str | None = None
     acme_directory: str | None = None
     acme_email: str | None = None
+    # The runtime that runs the apps (`rack start --runtime`): local, swarm, kubernetes.
+    runtime: str = "local"
+    # The registry that container runtimes push images to and run them from (`--registry`).
+    registry: str | None = None
+    # The Docker engine of the swarm runtime (`--docker-host`; default: DOCKER_HOST).
+    docker_host: str | None = None
+
+    @property
+    def containers(self) -> bool:
+        """Whether services run as container images (built and pushed by the rack)."""
+        return self.runtime != "local"
 
     @property
     def builds_dir(self) -> Path:

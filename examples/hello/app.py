@@ -84,7 +84,9 @@ def main() -> None:
     if os.environ.get("BOOT_FAIL"):
         print("BOOT_FAIL is set: exiting with code 3 on purpose", flush=True)
         sys.exit(3)
-    server = Server(("127.0.0.1", int(os.environ.get("PORT", "5000"))), Handler)
+    # HOST: a container runtime sets 0.0.0.0 (the router reaches the task from outside it).
+    host = os.environ.get("HOST", "127.0.0.1")
+    server = Server((host, int(os.environ.get("PORT", "5000"))), Handler)
 
     def stop(*_: object) -> None:
         # Finish requests in flight, then exit: shutdown() must run off the serving thread.

@@ -148,7 +148,15 @@ async def empty_id(app: str, collection: str, rest: str) -> Response:
         }
     },
 )
-async def create_build(app: AppDep, request: Request, ctx: Ctx, description: str = "") -> BuildOut:
+async def create_build(
+    app: AppDep,
+    request: Request,
+    ctx: Ctx,
+    description: str = "",
+    build_arg: Annotated[list[str] | None, Query()] = None,
+) -> BuildOut:
+    # --build-arg KEY=VALUE: for the image builds of a container runtime.
+    build_args = builds.parse_build_args(build_arg or [])
     refuse_while_stopping(request, "build")
     upload = await builds.receive_upload(ctx, app.name, request.stream())
     try:
@@ -157,7 +165,7 @@ async def create_build(app: AppDep, request: Request, ctx: Ctx, description: str
         upload.unlink(missing_ok=True)
         raise
     build = builds.create_build(ctx, app.name, upload, description)
-    ctx.spawn(builds.run_build(ctx, build))
+    ctx.spawn(builds.run_build(ctx, build, build_args))
     return BuildOut.of(build)
 
 

@@ -47,7 +47,13 @@ def _human_size(n: int) -> str:
     return f"{n} B"
 
 
-def run_build(api: Client, app: str, directory: Path, description: str | None) -> dict[str, Any]:
+def run_build(
+    api: Client,
+    app: str,
+    directory: Path,
+    description: str | None,
+    build_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Upload `directory`, stream the build log and return the finished build."""
     if not directory.is_dir():
         raise CliError(f"{directory} is not a directory: give the app's source directory")
@@ -60,7 +66,7 @@ def run_build(api: Client, app: str, directory: Path, description: str | None) -
         progress("Uploading source...")
         build: dict[str, Any] = api.post(
             f"/apps/{app}/builds",
-            params={"description": description},
+            params={"description": description, "build_arg": list(build_args)},
             content=archive,
             headers={"Content-Type": "application/gzip"},
         )
@@ -78,19 +84,32 @@ def run_build(api: Client, app: str, directory: Path, description: str | None) -
     return build
 
 
+build_arg_option = click.option(
+    "--build-arg",
+    "build_arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A build argument of the image build (container runtimes); repeatable.",
+)
+
+
 @click.command("build")
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
 @app_option
 @click.option("-d", "--description", default=None, help="Description of the build.")
-def build_cmd(directory: Path, app: str | None, description: str | None) -> None:
+@build_arg_option
+def build_cmd(
+    directory: Path, app: str | None, description: str | None, build_arg: tuple[str, ...]
+) -> None:
     """Build DIR (default .) into a new release, without promoting it."""
-    run_build(client(), app_name(app), directory, description)
+    run_build(client(), app_name(app), directory, description, build_arg)
 
 
 @click.command("deploy")
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
 @app_option
 @click.option("-d", "--description", default=None, help="Description of the build.")
+@build_arg_option
 @wait_option
 @wait_for_lock_option
 @no_wait_option
@@ -100,6 +119,7 @@ def deploy(
     directory: Path,
     app: str | None,
     description: str | None,
+    build_arg: tuple[str, ...],
     wait: float | None,
     wait_for_lock: bool,
     no_wait: bool,
@@ -109,7 +129,7 @@ def deploy(
     """Build DIR (default .) and promote the new release (first as a canary with --canary)."""
     name = app_name(app)
     api = client()
-    build = run_build(api, name, directory, description)
+    build = run_build(api, name, directory, description, build_arg)
     extra = canary_cli.body(canary, no_watch)
     promote(api, name, build["release"], wait, wait_for_lock, no_wait, extra)
 

@@ -115,6 +115,25 @@ def _stopped(settings: Settings, as_json: bool) -> None:
     is_flag=True,
     help="Allow plain HTTP on a non-loopback --api (a TLS proxy in front encrypts it).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["local", "swarm"]),
+    default="local",
+    show_default=True,
+    help="What runs the apps: processes on this machine, or Docker Swarm services.",
+)
+@click.option(
+    "--registry",
+    default=None,
+    metavar="HOST:PORT",
+    help="The registry images are pushed to and run from (container runtimes).",
+)
+@click.option(
+    "--docker-host",
+    default=None,
+    metavar="URL",
+    help="The Docker engine of --runtime swarm (default: $DOCKER_HOST).",
+)
 def start(
     detach: bool,
     api: str,
@@ -125,9 +144,14 @@ def start(
     tls_cert: str | None,
     tls_key: str | None,
     insecure: bool,
+    runtime: str,
+    registry: str | None,
+    docker_host: str | None,
 ) -> None:
     """Run the rack: API, runtime and router."""
     check_api_binding(api, tls_cert, tls_key, insecure)
+    if runtime == "swarm" and not registry:
+        raise CliError("--runtime swarm needs --registry HOST:PORT (where images are pushed)")
     if router_https is None:
         # A router on any free port (tests, several racks) gets an HTTPS port likewise.
         router_https = "127.0.0.1:0" if router.endswith(":0") else DEFAULT_ROUTER_HTTPS
@@ -136,6 +160,9 @@ def start(
         router_https=router_https,
         acme_directory=acme_directory,
         acme_email=acme_email,
+        runtime=runtime,
+        registry=registry,
+        docker_host=docker_host,
     )
     if tls_cert and tls_key:
         settings = replace(

@@ -52,8 +52,15 @@ def commands(manifest: Manifest, source: Path) -> dict[str, str]:
     return found
 
 
-def check_source(manifest: Manifest, source: Path, filename: str) -> None:
-    """Refuse a build whose services have no directory in `source` or nothing to run."""
+def has_dockerfile(source: Path, service: Service) -> bool:
+    return (source / build_path(service) / "Dockerfile").is_file()
+
+
+def check_source(manifest: Manifest, source: Path, filename: str, containers: bool = False) -> None:
+    """Refuse a build whose services have no directory in `source` or nothing to run.
+
+    `containers`: the rack runs images, so a service with a Dockerfile and no command runs
+    its image's CMD."""
     root = source.resolve()
     for service in manifest.services:
         path = f"{filename}: services.{service.name}"
@@ -62,15 +69,15 @@ def check_source(manifest: Manifest, source: Path, filename: str) -> None:
             raise ManifestError(f"{path}.build: {service.build} is not a directory of the source")
     found = commands(manifest, source)
     for service in manifest.services:
-        if service.name in found:
+        if service.name in found or (containers and has_dockerfile(source, service)):
             continue
         where = build_path(service)
         procfile = PROCFILE if where == "." else f"{where}/{PROCFILE}"
-        if (source / where / "Dockerfile").is_file():
+        if has_dockerfile(source, service):
             raise ManifestError(
-                f"{filename}: services.{service.name}: no command, and a Dockerfile cannot be "
-                "run here (images need a container runtime, which this rack does not have): "
-                f"add `command:` or a line `{service.name}: COMMAND` to {procfile}"
+                f"{filename}: services.{service.name}: a Dockerfile needs a container runtime: "
+                "this rack runs processes (`rack start --runtime swarm` runs images); "
+                f"or add `command:` or a line `{service.name}: COMMAND` to {procfile}"
             )
         raise ManifestError(
             f"{filename}: services.{service.name}: no command: add `command:` or a line "

@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
+from shipmate.builder import images
 from shipmate.builder.archive import safe_extract
 from shipmate.builder.errors import BuildFailed
 from shipmate.builder.python import build_python, stop_leftover
-from shipmate.domain.errors import ShipmateError, TooLarge
+from shipmate.domain.errors import InvalidInput, ShipmateError, TooLarge
 from shipmate.domain.humanize import utcnow
-from shipmate.domain.manifest import find_manifest, load_manifest
+from shipmate.domain.images import image_ref
+from shipmate.domain.manifest import Manifest, find_manifest, load_manifest
 from shipmate.domain.manifest_commands import build_path, check_source
 from shipmate.services import audit
 from shipmate.services.apps import ensure_changeable
@@ -65,6 +67,17 @@ def staged(ctx: Context, upload: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def parse_build_args(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` build arguments; a malformed one is refused before the upload is read."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"build argument {item!r}: give KEY=VALUE")
+        parsed[key] = value
+    return parsed
+
+
 def create_build(ctx: Context, app: str, upload: Path, description: str) -> Build:
     """Unpack and check an upload; only a valid one becomes a build row and directory."""
     with staged(ctx, upload) as staging:
@@ -72,7 +85,12 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
         safe_extract(upload, source, max_bytes=ctx.settings.max_upload)
         manifest_name, manifest_text = find_manifest(source)
         # Refuse a bad manifest, or services with nothing to run, before any write.
-        check_source(load_manifest(manifest_text, manifest_name), source, manifest_name)
+        check_source(
+            load_manifest(manifest_text, manifest_name),
+            source,
+            manifest_name,
+            containers=ctx.settings.containers,
+        )
         with ctx.store.unit_of_work() as uow:
             ensure_changeable(uow.apps.lock(app))
             build_id = uow.builds.new_id()
@@ -88,8 +106,11 @@ def create_build(ctx: Context, app: str, upload: Path, description: str) -> Buil
     return build
 
 
-async def run_build(ctx: Context, build: Build) -> None:
-    """Install the build's dependencies, then create its release (not promoted)."""
+async def run_build(
+    ctx: Context, build: Build, build_args: Mapping[str, str] | None = None
+) -> None:
+    """Install the build's dependencies (on a container runtime: build and push one image per
+    service, with `build_args`), then create its release (not promoted)."""
     directory = ctx.settings.builds_dir / build.id
     log_file = log_path(ctx, build.id).open("a", encoding="utf-8")
 
@@ -106,8 +127,14 @@ async def run_build(ctx: Context, build: Build) -> None:
         log(f"Building {build.id} of app {build.app} from {build.manifest_name}")
         for warning in manifest.warnings:
             log(f"WARNING: {warning}")
+        if ctx.settings.containers:
+            await asyncio.to_thread(
+                _build_images, ctx, build.app, build.id, directory, manifest, log, build_args
+            )
         # Each distinct build directory once (a monorepo's services each have their own).
-        for where in dict.fromkeys(build_path(s) for s in manifest.services):
+        for where in dict.fromkeys(
+            () if ctx.settings.containers else (build_path(s) for s in manifest.services)
+        ):
             if where != ".":
                 services = ", ".join(s.name for s in manifest.services if build_path(s) == where)
                 log(f"Directory {where} (services {services})")
@@ -146,6 +173,30 @@ async def run_build(ctx: Context, build: Build) -> None:
     finally:
         log_file.close()
         ctx.notifier.notify()
+
+
+def _build_images(
+    ctx: Context,
+    app: str,
+    build_id: str,
+    directory: Path,
+    manifest: Manifest,
+    log: Callable[[str], None],
+    build_args: Mapping[str, str] | None,
+) -> None:
+    registry = ctx.settings.registry
+    if not registry:
+        raise BuildFailed(
+            f"the {ctx.settings.runtime} runtime needs a registry: rack start --registry HOST:PORT"
+        )
+    wanted = [
+        images.ImageBuild(
+            s.name, directory / build_path(s), image_ref(registry, app, s.name, build_id)
+        )
+        for s in manifest.services
+    ]
+    with contextlib.closing(images.engine(ctx.settings.docker_host)) as client:
+        images.build_and_push(client, wanted, log, build_args)
 
 
 def freeze(directory: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from shipmate.domain import manifest_commands
 from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.ids import release_hash
+from shipmate.domain.images import image_ref
 from shipmate.domain.manifest import Manifest, load_manifest
 from shipmate.domain.promotion import State, revert_failed, transition
 from shipmate.domain.traffic import Counts, WatchRule
@@ -62,7 +63,11 @@ def desired_state(
         raise InvalidInput(f"required env: {', '.join(missing)}")
     services = []
     commands = manifest_commands.commands(manifest, ctx.settings.builds_dir / release.build_id)
+    registry = ctx.settings.registry if ctx.settings.containers else None
     for service in manifest.services:
+        if registry is not None and service.name not in commands:
+            # An image of a Dockerfile runs its own CMD (the build checked there is one).
+            commands[service.name] = ""
         if service.name not in commands:
             raise InvalidInput(
                 f"service {service.name} has no command: add `command:` to its manifest entry"
@@ -86,6 +91,9 @@ def desired_state(
                 build=service.build,
                 memory=service.memory,
                 cpu=service.cpu,
+                image=image_ref(registry, release.app, service.name, release.build_id)
+                if registry is not None
+                else "",
             )
         )
     return DesiredState(

@@ -124,7 +124,12 @@ def import_build(ctx: Context, app: str, upload: Path) -> Imported:
         manifest_name, manifest_text = find_manifest(tree)
         if (manifest_name, manifest_text) != (meta["manifest_name"], meta["manifest"]):
             raise InvalidInput("build export damaged: its manifest differs from its record")
-        check_source(load_manifest(manifest_text, manifest_name), tree, manifest_name)
+        check_source(
+            load_manifest(manifest_text, manifest_name),
+            tree,
+            manifest_name,
+            containers=ctx.settings.containers,
+        )
         with ctx.store.unit_of_work() as uow:
             ensure_changeable(uow.apps.lock(app))
             build_id = uow.builds.new_id()

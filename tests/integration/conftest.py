@@ -94,14 +94,15 @@ class Rack:
         return out
 
 
-def start_rack(home: Path, database_url: str | None = None) -> Rack:
-    """A rack on `database_url` (default: SQLite in `home`, as for a user)."""
+def start_rack(home: Path, database_url: str | None = None, extra: tuple[str, ...] = ()) -> Rack:
+    """A rack on `database_url` (default: SQLite in `home`, as for a user); `extra`: more
+    arguments of `rack start` (`--runtime swarm ...`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMATE_")}
     env["SHIPMATE_HOME"] = str(home)
     if database_url is not None:
         env["SHIPMATE_DATABASE_URL"] = database_url
     rack = Rack(home, env)
-    rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0")
+    rack.ok("rack", "start", "--detach", "--api", "127.0.0.1:0", "--router", "127.0.0.1:0", *extra)
     return rack
 
 
@@ -137,8 +138,10 @@ def own_rack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Ra
 
 
 @contextlib.contextmanager
-def running_rack(home: Path, database_url: str | None = None) -> Iterator[Rack]:
-    rack = start_rack(home, database_url)
+def running_rack(
+    home: Path, database_url: str | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[Rack]:
+    rack = start_rack(home, database_url, extra)
     try:
         yield rack
     finally:

@@ -13,9 +13,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "quickstart.sh"
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--runtime", "swarm"], "ERROR: runtime 'swarm' is not available yet: only 'local' is"),
+        (["--runtime", "podman"], "ERROR: runtime 'podman' is not available yet: only 'local' and"),
         (["--runtime=kubernetes"], "ERROR: runtime 'kubernetes' is not available yet"),
-        (["--bogus"], "ERROR: unknown argument --bogus: usage: ./quickstart.sh [--runtime local]"),
+        (
+            ["--bogus"],
+            "ERROR: unknown argument --bogus: usage: ./quickstart.sh [--runtime local|swarm]",
+        ),
     ],
 )
 def test_an_unavailable_runtime_or_argument_is_refused(args: list[str], error: str) -> None:
