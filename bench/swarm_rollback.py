@@ -126,7 +126,7 @@ def swarm_side(rollbacks: int, image: str) -> list[tuple[float, int]]:
             "--env",
             "PORT=5000",
             "--env",
-            "HOST=0.0.0.0",
+            "BIND_ADDRESS=0.0.0.0",
             "--env",
             "RELEASE=one",
             "--health-cmd",

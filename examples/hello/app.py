@@ -84,8 +84,9 @@ def main() -> None:
     if os.environ.get("BOOT_FAIL"):
         print("BOOT_FAIL is set: exiting with code 3 on purpose", flush=True)
         sys.exit(3)
-    # HOST: a container runtime sets 0.0.0.0 (the router reaches the task from outside it).
-    host = os.environ.get("HOST", "127.0.0.1")
+    # BIND_ADDRESS: a container runtime sets 0.0.0.0 (the router reaches the task from outside
+    # it). Not HOST: apps use that for their own name (`domain: ${HOST}`).
+    host = os.environ.get("BIND_ADDRESS", "127.0.0.1")
     server = Server((host, int(os.environ.get("PORT", "5000"))), Handler)
 
     def stop(*_: object) -> None:

@@ -129,8 +129,9 @@ class SwarmRuntime:
             image_cmd = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
         env = dict(spec.environment)
         if spec.port is not None:
-            # Inside a container, listening on loopback would reach nobody.
-            env.update(PORT=str(spec.port), HOST="0.0.0.0")
+            # Inside a container, listening on loopback would reach nobody. BIND_ADDRESS, not
+            # HOST: an app's HOST is its own (`domain: ${HOST}`) and must reach it unchanged.
+            env.update(PORT=str(spec.port), BIND_ADDRESS="0.0.0.0")
         secret = f"{name}-env"
         with contextlib.suppress(Exception):
             await self._call(self.client.api.remove_secret, secret)
