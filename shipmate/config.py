@@ -26,6 +26,19 @@ class Settings:
     # The API serves HTTPS with these (PEM files); set by `rack start --tls-cert/--tls-key`.
     tls_cert: str | None = None
     tls_key: str | None = None
+    # `rack start --runtime`: "local" (processes on this machine) or "kubernetes".
+    runtime: str = "local"
+    # `rack start --registry HOST:PORT`: where container runtimes pull images from
+    # (shipmate.domain.images.image_ref); None on the local runtime.
+    registry: str | None = None
+    # The Kubernetes runtime: `--kubeconfig` (default $KUBECONFIG, else in-cluster) and
+    # `--namespace-prefix` (default the rack's name): app A lives in namespace <prefix>-A.
+    kubeconfig: str | None = None
+    namespace_prefix: str | None = None
+
+    @property
+    def rack_name(self) -> str:
+        return self.home.name or "shipmate"
 
     @property
     def builds_dir(self) -> Path:

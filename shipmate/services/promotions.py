@@ -14,6 +14,7 @@ from typing import Any
 from shipmate.domain import manifest_commands
 from shipmate.domain.errors import AppBusy, InvalidInput
 from shipmate.domain.ids import release_hash
+from shipmate.domain.images import image_ref
 from shipmate.domain.manifest import Manifest, load_manifest
 from shipmate.domain.promotion import State, revert_failed, transition
 from shipmate.domain.traffic import Counts, WatchRule
@@ -86,6 +87,11 @@ def desired_state(
                 build=service.build,
                 memory=service.memory,
                 cpu=service.cpu,
+                image=(
+                    image_ref(ctx.settings.registry, release.app, service.name, release.build_id)
+                    if ctx.settings.registry
+                    else ""
+                ),
             )
         )
     return DesiredState(
