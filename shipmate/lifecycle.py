@@ -88,6 +88,15 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
                 *(["--tls-cert", settings.tls_cert] if settings.tls_cert else []),
                 *(["--tls-key", settings.tls_key] if settings.tls_key else []),
                 *(["--insecure"] if insecure else []),
+                "--runtime",
+                settings.runtime,
+                *(["--registry", settings.registry] if settings.registry else []),
+                *(["--kubeconfig", settings.kubeconfig] if settings.kubeconfig else []),
+                *(
+                    ["--namespace-prefix", settings.namespace_prefix]
+                    if settings.namespace_prefix
+                    else []
+                ),
             ],
             cwd=home,
             env=env,

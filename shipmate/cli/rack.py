@@ -96,6 +96,23 @@ def _stopped(settings: Settings, as_json: bool) -> None:
     is_flag=True,
     help="Allow plain HTTP on a non-loopback --api (a TLS proxy in front encrypts it).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["local", "kubernetes"]),
+    default="local",
+    show_default=True,
+    help="Where apps run: processes on this machine, or a Kubernetes cluster.",
+)
+@click.option("--registry", metavar="HOST:PORT", help="The image registry of container runtimes.")
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    type=click.Path(dir_okay=False),
+    help="kubeconfig of the cluster (default $KUBECONFIG; none: in-cluster credentials).",
+)
+@click.option(
+    "--namespace-prefix", metavar="PREFIX", help="App A lives in PREFIX-A (default: rack name)."
+)
 def start(
     detach: bool,
     api: str,
@@ -103,10 +120,20 @@ def start(
     tls_cert: str | None,
     tls_key: str | None,
     insecure: bool,
+    runtime: str,
+    registry: str | None,
+    kubeconfig: str | None,
+    namespace_prefix: str | None,
 ) -> None:
     """Run the rack: API, runtime and router."""
     check_api_binding(api, tls_cert, tls_key, insecure)
-    settings = Settings.from_env()
+    settings = replace(
+        Settings.from_env(),
+        runtime=runtime,
+        registry=registry,
+        kubeconfig=os.path.abspath(kubeconfig) if kubeconfig and runtime == "kubernetes" else None,
+        namespace_prefix=namespace_prefix,
+    )
     if tls_cert and tls_key:
         settings = replace(
             settings, tls_cert=os.path.abspath(tls_cert), tls_key=os.path.abspath(tls_key)

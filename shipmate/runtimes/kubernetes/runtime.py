@@ -24,7 +24,7 @@ from shipmate.runtimes.base import (
     Traffic,
 )
 from shipmate.runtimes.kubernetes import objects, rollout
-from shipmate.runtimes.kubernetes.cluster import Cluster
+from shipmate.runtimes.kubernetes.cluster import Cluster, connect
 
 STATUS = {"Pending": "starting", "Running": "running", "Succeeded": "exited", "Failed": "exited"}
 
@@ -33,14 +33,33 @@ class KubernetesRuntime:
     name = "k8s"  # events read system/k8s/<object>, as on the seed's page
     isolation = ""
 
-    def __init__(self, cluster: Cluster, options: objects.Options) -> None:
-        self.cluster = cluster
+    def __init__(
+        self,
+        cluster: Cluster | None,
+        options: objects.Options,
+        kubeconfig: str | None = None,
+    ) -> None:
+        """`cluster`: connected already; else connected on first use from `kubeconfig`
+        (None: in-cluster credentials)."""
+        self._cluster = cluster
         self.options = options
+        self.kubeconfig = kubeconfig
+
+    @property
+    def cluster(self) -> Cluster:
+        assert self._cluster is not None
+        return self._cluster
+
+    async def connected(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster(await connect(self.kubeconfig))
+        return self._cluster
 
     def namespace(self, app: str) -> str:
         return objects.namespace_name(self.options.namespace_prefix, app)
 
     async def apply(self, desired: DesiredState, emit: EventSink) -> None:
+        await self.connected()
         ns = self.namespace(desired.app)
         relay = rollout.EventRelay(self.cluster, ns, emit)
         wanted = {s.name for s in desired.services}
@@ -58,6 +77,7 @@ class KubernetesRuntime:
         await rollout.watch(self.cluster, ns, sorted(wanted), relay, desired.deadline)
 
     async def processes(self, app: str) -> list[ProcessInfo]:
+        await self.connected()
         found = []
         for pod in await self.cluster.pods(self.namespace(app), app):
             labels = pod.metadata.labels or {}
@@ -91,6 +111,7 @@ class KubernetesRuntime:
         return None
 
     async def remove(self, app: str, emit: EventSink) -> None:
+        await self.connected()
         ns = self.namespace(app)
         if not await self.cluster.delete_namespace(ns):
             for deployment in await self.cluster.deployments(ns, app):
@@ -102,6 +123,7 @@ class KubernetesRuntime:
         return []
 
     async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
+        await self.connected()
         await self.cluster.delete_pod(self.namespace(app), process_id)
 
     async def run(
@@ -125,4 +147,5 @@ class KubernetesRuntime:
         return []
 
     async def shutdown(self) -> None:
-        await self.cluster.close()
+        if self._cluster is not None:
+            await self._cluster.close()
