@@ -256,9 +256,13 @@ async def release_manifest(app: AppDep, release_id: str, ctx: Ctx) -> Response:
 )
 async def release_render(app: AppDep, release_id: str, ctx: Ctx) -> Response:
     """The Kubernetes objects promoting the release would apply; Secret values elided."""
+    from shipmate.runtimes.kubernetes import objects
     from shipmate.services import render
 
-    return Response(render.render(ctx, app.name, release_id), media_type="text/yaml")
+    desired, command = render.render_inputs(ctx, app.name, release_id)
+    options = objects.Options(namespace_prefix=render.namespace_prefix(ctx))
+    documents = objects.render(desired, options, command, reveal=False)
+    return Response(objects.to_yaml(documents), media_type="text/yaml")
 
 
 @router.post(
