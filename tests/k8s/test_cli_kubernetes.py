@@ -61,6 +61,7 @@ def test_rollback_transcript_like_the_seed(rack: Rack) -> None:
     rack.ok("env", "set", "FOO=bar", "--promote", "-a", "myapp")
     target = rack.releases("myapp")[1]["id"]
     out = rack.ok("releases", "rollback", str(target), "-a", "myapp")
+    print(f"$ shipmate releases rollback {target} -a myapp\n{out}")
     lines = out.splitlines()
     assert lines[0] == f"Rolling back to {target}..."
     new = rack.releases("myapp")[0]
@@ -87,6 +88,7 @@ def test_rollback_transcript_like_the_seed(rack: Rack) -> None:
 def test_crash_loop_reverts_within_the_deadline_naming_the_cause(rack: Rack) -> None:
     before = rack.releases("myapp")[0]["id"]
     result = rack.run("env", "set", "CRASH=1", "--promote", "--wait", "5", "-a", "myapp")
+    print(result.out, result.err)
     assert result.code == 1
     text = "\n".join(_events(result.out))
     assert "Back-off restarting failed container main in pod web-" in text
