@@ -39,6 +39,8 @@ def build_context(
     if store is None:
         store = open_store(settings)
     notifier = Notifier()
+    if runtime is None and settings.runtime == "kubernetes":
+        runtime = kubernetes_runtime(settings)
     if runtime is None and settings.runtime == "swarm":
         from shipmate.runtimes.swarm.runtime import SwarmRuntime
 
@@ -54,6 +56,14 @@ def build_context(
     else:
         events = EventLog(store, runtime.name, notifier)
     return Context(settings, store, runtime, notifier, events)
+
+
+def kubernetes_runtime(settings: Settings) -> Runtime:
+    from shipmate.runtimes.kubernetes.objects import Options
+    from shipmate.runtimes.kubernetes.runtime import KubernetesRuntime
+
+    prefix = settings.namespace_prefix or settings.rack_name
+    return KubernetesRuntime(None, Options(namespace_prefix=prefix), settings.kubeconfig)
 
 
 def _app_events(events: EventLog) -> AppEventSink:

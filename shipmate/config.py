@@ -34,15 +34,26 @@ class Settings:
     acme_email: str | None = None
     # The runtime that runs the apps (`rack start --runtime`): local, swarm, kubernetes.
     runtime: str = "local"
-    # The registry that container runtimes push images to and run them from (`--registry`).
+    # `rack start --registry HOST:PORT`: where container runtimes push images to and run them
+    # from (shipmate.domain.images.image_ref); None on the local runtime.
     registry: str | None = None
     # The Docker engine of the swarm runtime (`--docker-host`; default: DOCKER_HOST).
     docker_host: str | None = None
+    # The Kubernetes runtime: `--kubeconfig` (default $KUBECONFIG, else in-cluster) and
+    # `--namespace-prefix` (default the rack's name): app A lives in namespace <prefix>-A.
+    kubeconfig: str | None = None
+    namespace_prefix: str | None = None
 
     @property
     def containers(self) -> bool:
-        """Whether services run as container images (built and pushed by the rack)."""
-        return self.runtime != "local"
+        """Whether the rack builds each service into an image with its Docker engine and pushes
+        it. Only the swarm runtime so far: a Kubernetes rack names images it does not build
+        (docs/kubernetes.md)."""
+        return self.runtime == "swarm"
+
+    @property
+    def rack_name(self) -> str:
+        return self.home.name or "shipmate"
 
     @property
     def builds_dir(self) -> Path:

@@ -94,6 +94,12 @@ def start_detached(settings: Settings, api: str, router: str, insecure: bool) ->
                 *(["--runtime", settings.runtime] if settings.runtime != "local" else []),
                 *(["--registry", settings.registry] if settings.registry else []),
                 *(["--docker-host", settings.docker_host] if settings.docker_host else []),
+                *(["--kubeconfig", settings.kubeconfig] if settings.kubeconfig else []),
+                *(
+                    ["--namespace-prefix", settings.namespace_prefix]
+                    if settings.namespace_prefix
+                    else []
+                ),
             ],
             cwd=home,
             env=env,

@@ -257,6 +257,23 @@ async def release_manifest(app: AppDep, release_id: str, ctx: Ctx) -> Response:
     return Response(release.manifest or "", media_type="text/yaml")
 
 
+@router.get(
+    "/apps/{app}/releases/{release_id}/render",
+    response_class=Response,
+    responses={200: {"content": {"text/yaml": {"schema": {"type": "string"}}}}},
+    tags=["releases"],
+)
+async def release_render(app: AppDep, release_id: str, ctx: Ctx) -> Response:
+    """The Kubernetes objects promoting the release would apply; Secret values elided."""
+    from shipmate.runtimes.kubernetes import objects
+    from shipmate.services import render
+
+    desired, command = render.render_inputs(ctx, app.name, release_id)
+    options = objects.Options(namespace_prefix=render.namespace_prefix(ctx))
+    documents = objects.render(desired, options, command, reveal=False)
+    return Response(objects.to_yaml(documents), media_type="text/yaml")
+
+
 @router.post(
     "/apps/{app}/releases/{release_id}/promote",
     response_model=StartedOut,

@@ -117,10 +117,11 @@ def _stopped(settings: Settings, as_json: bool) -> None:
 )
 @click.option(
     "--runtime",
-    type=click.Choice(["local", "swarm"]),
+    type=click.Choice(["local", "swarm", "kubernetes"]),
     default="local",
     show_default=True,
-    help="What runs the apps: processes on this machine, or Docker Swarm services.",
+    help="What runs the apps: processes on this machine, Docker Swarm services, or a "
+    "Kubernetes cluster.",
 )
 @click.option(
     "--registry",
@@ -133,6 +134,15 @@ def _stopped(settings: Settings, as_json: bool) -> None:
     default=None,
     metavar="URL",
     help="The Docker engine of --runtime swarm (default: $DOCKER_HOST).",
+)
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    type=click.Path(dir_okay=False),
+    help="kubeconfig of the cluster (default $KUBECONFIG; none: in-cluster credentials).",
+)
+@click.option(
+    "--namespace-prefix", metavar="PREFIX", help="App A lives in PREFIX-A (default: rack name)."
 )
 def start(
     detach: bool,
@@ -147,6 +157,8 @@ def start(
     runtime: str,
     registry: str | None,
     docker_host: str | None,
+    kubeconfig: str | None,
+    namespace_prefix: str | None,
 ) -> None:
     """Run the rack: API, runtime and router."""
     check_api_binding(api, tls_cert, tls_key, insecure)
@@ -163,6 +175,8 @@ def start(
         runtime=runtime,
         registry=registry,
         docker_host=docker_host,
+        kubeconfig=os.path.abspath(kubeconfig) if kubeconfig and runtime == "kubernetes" else None,
+        namespace_prefix=namespace_prefix,
     )
     if tls_cert and tls_key:
         settings = replace(

@@ -97,6 +97,24 @@ def _outcome(promotion: dict[str, Any]) -> str:
     return "failed" if promotion["state"] == "Failure" else "reverted"
 
 
+@releases.command("render")
+@click.argument("release_id")
+@app_option
+@click.option(
+    "--runtime",
+    type=click.Choice(["kubernetes"]),
+    default="kubernetes",
+    show_default=True,
+    help="The runtime whose objects to print.",
+)
+def render(release_id: str, app: str | None, runtime: str) -> None:
+    """Print the objects promoting a release would apply (YAML documents), Secret values
+    elided."""
+    path = f"/apps/{app_name(app)}/releases/{release_id_arg(release_id)}/render"
+    text = client().request("GET", path).text
+    click.echo(text, nl=not text.endswith("\n"))
+
+
 @releases.command("manifest")
 @click.argument("release_id")
 @app_option

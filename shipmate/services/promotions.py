@@ -63,7 +63,7 @@ def desired_state(
         raise InvalidInput(f"required env: {', '.join(missing)}")
     services = []
     commands = manifest_commands.commands(manifest, ctx.settings.builds_dir / release.build_id)
-    registry = ctx.settings.registry if ctx.settings.containers else None
+    registry = ctx.settings.registry if ctx.settings.runtime != "local" else None
     for service in manifest.services:
         if registry is not None and service.name not in commands:
             # An image of a Dockerfile runs its own CMD (the build checked there is one).

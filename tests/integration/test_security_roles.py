@@ -47,6 +47,7 @@ EXPECTED = {
     ("POST", "/apps/{app}/releases"): "deployer",
     ("GET", "/apps/{app}/releases/{release_id}"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/manifest"): "viewer",
+    ("GET", "/apps/{app}/releases/{release_id}/render"): "viewer",
     ("GET", "/apps/{app}/releases/{release_id}/diff"): "viewer",
     ("GET", "/apps/{app}/promotions"): "viewer",
     ("POST", "/apps/{app}/releases/{release_id}/promote"): "deployer",
