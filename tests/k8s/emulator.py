@@ -50,9 +50,21 @@ def emulated_cluster(directory: Path) -> Iterator[Path]:
                     with contextlib.suppress(asyncio.CancelledError):
                         await controller
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # said by the test, not lost in the thread
+            failed.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    assert ready.wait(10), "the emulator did not start"
+    # A loaded machine (the whole suite on four workers) can take many seconds to start it.
+    assert ready.wait(60), "the emulator did not start within 60s"
+    if failed:
+        raise RuntimeError(f"the emulator did not start: {failed[0]!r}") from failed[0]
     path = directory / "kubeconfig"
     path.write_text(yaml.safe_dump(kubeconfig(url[0])))
     try:
