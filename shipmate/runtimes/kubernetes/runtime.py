@@ -8,28 +8,23 @@ canaries, log sources and `deploy-debug` diagnoses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from shipmate.domain.errors import ShipmateError
 from shipmate.runtimes.base import (
-    Attached,
     DesiredState,
     EventSink,
-    LogSource,
-    ProcessDiagnosis,
     ProcessInfo,
     RolloutFailed,
-    Terminal,
     Traffic,
 )
 from shipmate.runtimes.kubernetes import objects, rollout
 from shipmate.runtimes.kubernetes.cluster import Cluster, connect
+from shipmate.runtimes.without_oneoffs import WithoutOneOffs
 
 STATUS = {"Pending": "starting", "Running": "running", "Succeeded": "exited", "Failed": "exited"}
 
 
-class KubernetesRuntime:
+class KubernetesRuntime(WithoutOneOffs):
     name = "k8s"  # events read system/k8s/<object>, as on the seed's page
     isolation = ""
 
@@ -125,26 +120,6 @@ class KubernetesRuntime:
     async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
         await self.connected()
         await self.cluster.delete_pod(self.namespace(app), process_id)
-
-    async def run(
-        self, desired: DesiredState, service: str, command: str, *, release_phase: bool = False
-    ) -> AsyncIterator[tuple[str, str | int]]:
-        yield ("line", "one-off processes are not supported on the kubernetes runtime yet")
-        yield ("exit", 1)
-
-    async def attach(
-        self, desired: DesiredState, service: str, command: str, terminal: Terminal | None
-    ) -> Attached:
-        raise ShipmateError("`shipmate run` is not supported on the kubernetes runtime yet")
-
-    async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
-        return []
-
-    def log_sources(self, app: str) -> list[LogSource]:
-        return []
-
-    async def diagnose(self, app: str) -> list[ProcessDiagnosis]:
-        return []
 
     async def shutdown(self) -> None:
         if self._cluster is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -24,18 +23,15 @@ from shipmate.domain.errors import InvalidInput
 from shipmate.domain.humanize import utcnow
 from shipmate.router.routes import Routes
 from shipmate.runtimes.base import (
-    Attached,
     DesiredState,
     EventSink,
-    LogSource,
-    ProcessDiagnosis,
     ProcessInfo,
     RolloutFailed,
     ServiceSpec,
-    Terminal,
     Traffic,
 )
 from shipmate.runtimes.swarm import services as specs
+from shipmate.runtimes.without_oneoffs import WithoutOneOffs
 
 POLL = 0.03
 DRAIN_TIMEOUT = 30.0
@@ -43,7 +39,7 @@ DRAIN_TIMEOUT = 30.0
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 
 
-class SwarmRuntime:
+class SwarmRuntime(WithoutOneOffs):
     name = "swarm"
 
     def __init__(self, docker_host: str | None, routes: Routes) -> None:
@@ -279,26 +275,6 @@ class SwarmRuntime:
 
     async def stop_process(self, app: str, process_id: str, emit: EventSink) -> None:
         raise InvalidInput("ps stop is not available on the swarm runtime yet")
-
-    async def run(
-        self, desired: DesiredState, service: str, command: str, *, release_phase: bool = False
-    ) -> AsyncIterator[tuple[str, str | int]]:
-        raise InvalidInput("one-off processes are not available on the swarm runtime yet")
-        yield ("exit", 1)  # pragma: no cover - makes this an async generator
-
-    async def attach(
-        self, desired: DesiredState, service: str, command: str, terminal: Terminal | None
-    ) -> Attached:
-        raise InvalidInput("one-off processes are not available on the swarm runtime yet")
-
-    async def stop_release_commands(self, app: str) -> list[tuple[ProcessInfo, str]]:
-        return []
-
-    def log_sources(self, app: str) -> list[LogSource]:
-        return []
-
-    async def diagnose(self, app: str) -> list[ProcessDiagnosis]:
-        return []
 
     async def shutdown(self) -> None:
         # The engine keeps the apps running; the next rack adopts them.
